@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""Install or upgrade hardway: a multi-user JupyterHub on this systemd server.
+
+    curl -fsSL <url>/bootstrap.py | sudo python3 - --admin alice
+
+Constraints on this file, and why:
+- Standard library only, and nothing from hardway: it runs before either exists.
+- It must run on the Python of any supported distribution and reach its own checks on an
+  older one, so it uses no syntax newer than Python 3.6 (no walrus, no ``X | Y`` types,
+  no ``from __future__ import annotations``).
+- Every refusal (not root, no systemd, old Python, unsupported distribution, a bad flag)
+  is one line on stderr and exit status 2, before anything is written.
+- Nothing may prompt: apt runs non-interactively, pip and uv never ask.
+- No secret reaches a command line, the terminal or the log: admin passwords go to
+  ``hardway install`` on its standard input.
+
+What it does, each step skipped when already done:
+  1. apt-installs the few Debian packages it needs (python3-venv, ca-certificates);
+  2. creates the hub environment /opt/hardway/hub (rebuilt when the system Python changed);
+  3. installs the pinned uv into it with pip;
+  4. installs hardway (from --source: default the checkout this file sits in, else the
+     package index) and any --plugin, with uv, at the pinned versions;
+  5. hands over to ``hardway install``, which does the rest and can be rerun alone.
+The full log goes to /var/log/hardway/install.log (root-only).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+UV_VERSION = "0.13.9"
+APT_PACKAGES = ["python3-venv", "ca-certificates"]
+PREFIX = "/opt/hardway"
+HUB_VENV = PREFIX + "/hub"
+LOG_DIR = "/var/log/hardway"
+LOG_FILE = LOG_DIR + "/install.log"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+UV_CACHE = "/var/cache/hardway/uv"
+SUPPORTED = {"debian": (12,), "ubuntu": (22, 4)}
+USERNAME_RE = re.compile(r"[A-Za-z0-9._@+-]{1,64}\Z")
+SANDBOX_HINT = ("to try hardway on a machine without systemd, boot a throwaway container: "
+                "sudo python3 integration-tests/sandbox.py up --admin NAME (see README)")
+HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else None
+
+
+class Refusal(Exception):
+    """One line for the user; exit status 2."""
+
+
+class Failure(Exception):
+    """A step failed; exit status 1."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise Refusal("bootstrap.py: {} (see --help)".format(message))
+
+
+def parse_args(argv):
+    p = Parser(prog="bootstrap.py", description="Install or upgrade a hardway JupyterHub.")
+    p.add_argument("--admin", action="append", default=[], metavar="NAME[:PASSWORD]",
+                   help="a hub admin, optionally with an initial password (repeatable; "
+                        "the password may contain ':')")
+    p.add_argument("--plugin", action="append", default=[], metavar="PIP_SPEC",
+                   help="also install this hardway plugin package (repeatable)")
+    p.add_argument("--source", metavar="PIP_SPEC",
+                   help="where hardway comes from (default: this checkout, else the index)")
+    p.add_argument("--wheelhouse", metavar="DIR", help="install Python packages only from DIR")
+    p.add_argument("--traefik-binary", metavar="PATH", help="use this Traefik binary")
+    p.add_argument("--force", action="store_true", help="install on an unsupported distribution")
+    args = p.parse_args(argv)
+    admins = {}
+    for item in args.admin:
+        name, sep, password = item.partition(":")
+        if not USERNAME_RE.match(name):
+            raise Refusal("bootstrap.py: --admin {!r}: expected NAME or NAME:PASSWORD, NAME "
+                          "being letters, digits and . _ @ + -".format(name))
+        if sep and not password:
+            raise Refusal("bootstrap.py: --admin {}: empty password after ':' (give "
+                          "NAME:PASSWORD, or just NAME)".format(name))
+        admins[name.lower()] = password if sep else None
+    args.admins = admins
+    if args.wheelhouse is not None and not os.path.isdir(args.wheelhouse):
+        raise Refusal("bootstrap.py: --wheelhouse {}: not a directory".format(args.wheelhouse))
+    if args.traefik_binary is not None and not os.path.isfile(args.traefik_binary):
+        raise Refusal("bootstrap.py: --traefik-binary {}: no such file".format(
+            args.traefik_binary))
+    for spec in args.plugin + ([args.source] if args.source is not None else []):
+        if not spec.strip() or spec.startswith("-"):
+            raise Refusal("bootstrap.py: {!r} is not a pip requirement".format(spec))
+    return args
+
+
+def read_os_release(path="/etc/os-release"):
+    info = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                key, sep, value = line.strip().partition("=")
+                if sep:
+                    info[key] = value.strip().strip('"')
+    except OSError:
+        pass
+    return info
+
+
+def version_tuple(text):
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:2])
+
+
+def check_system(force):
+    if os.geteuid() != 0:
+        raise Refusal("bootstrap.py must run as root: curl -fsSL <url>/bootstrap.py | "
+                      "sudo python3 - --admin NAME")
+    try:
+        with open("/proc/1/comm") as f:
+            init = f.read().strip()
+    except OSError:
+        init = "unknown"
+    if init != "systemd" or not os.path.isdir("/run/systemd/system"):
+        raise Refusal("systemd is not running as PID 1 here (PID 1 is {!r}); hardway needs a "
+                      "systemd host; {}".format(init, SANDBOX_HINT))
+    if sys.version_info < (3, 10):
+        raise Refusal("Python {}.{} is too old: hardway needs Python >= 3.10 (Debian >= 12, "
+                      "Ubuntu >= 22.04)".format(*sys.version_info[:2]))
+    info = read_os_release()
+    distro, version = info.get("ID", "unknown"), info.get("VERSION_ID", "")
+    wanted = SUPPORTED.get(distro)
+    if wanted is None or version_tuple(version) < wanted:
+        if not force:
+            raise Refusal("unsupported distribution {} {}: hardway supports Debian >= 12 "
+                          "and Ubuntu >= 22.04 (pass --force to try anyway)".format(
+                              info.get("PRETTY_NAME", distro), version).replace("  ", " "))
+
+
+class Installer:
+    def __init__(self, log):
+        self.log = log
+        self.start = time.monotonic()
+        self.n = 0
+
+    def step(self, title, total=5):
+        self.n += 1
+        print("bootstrap [{}/{}] {} ({:.1f} s)".format(self.n, total, title,
+                                                       time.monotonic() - self.start),
+              flush=True)
+        self.log.write("== step {}: {}\n".format(self.n, title))
+
+    def run(self, cmd, env=None, input=None):
+        self.log.write("$ {}\n".format(" ".join(cmd)))
+        self.log.flush()
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        proc = subprocess.run(cmd, env=full_env, input=input, universal_newlines=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.log.write(proc.stdout)
+        self.log.flush()
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
+            raise Failure("`{}` failed (exit {}):\n{}\nFull log: {}".format(
+                " ".join(cmd), proc.returncode, tail, LOG_FILE))
+        return proc.stdout
+
+
+def tool_env(wheelhouse):
+    env = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_MODE": "a",
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
+           "UV_PYTHON_DOWNLOADS": "never", "UV_CACHE_DIR": UV_CACHE,
+           "UV_COMPILE_BYTECODE": "1"}
+    if os.path.isfile(CA_BUNDLE):
+        # trust the system CA store (campus TLS-intercepting proxies put their CA there)
+        env["SSL_CERT_FILE"] = os.environ.get("SSL_CERT_FILE", CA_BUNDLE)
+        env["PIP_CERT"] = os.environ.get("PIP_CERT", CA_BUNDLE)
+    if wheelhouse:
+        env.update({"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": wheelhouse, "UV_OFFLINE": "1",
+                    "UV_NO_INDEX": "1", "UV_FIND_LINKS": wheelhouse})
+    return env
+
+
+def missing_apt_packages(inst):
+    proc = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *APT_PACKAGES],
+        universal_newlines=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    ok = {line.split()[0] for line in proc.stdout.splitlines() if line.endswith(" installed")}
+    return [p for p in APT_PACKAGES if p not in ok]
+
+
+def venv_python_version(venv):
+    try:
+        with open(os.path.join(venv, "pyvenv.cfg")) as f:
+            for line in f:
+                key, _, value = line.partition("=")
+                if key.strip() in ("version", "version_info"):
+                    return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+def source_tree_digest(root):
+    """A digest of the files that make the hardway package, to reinstall only on change."""
+    h = hashlib.sha256()
+    names = ["setup.cfg", "pyproject.toml"]
+    for top in ("hardway", "plugins", "units"):
+        for dirpath, dirnames, filenames in os.walk(os.path.join(root, top)):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for fn in sorted(filenames):
+                if not fn.endswith((".pyc", ".pyo")):
+                    names.append(os.path.relpath(os.path.join(dirpath, fn), root))
+    for name in names:
+        h.update(name.encode() + b"\0")
+        with open(os.path.join(root, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def default_source():
+    """The checkout this script sits in, if it is one; else hardway from the index."""
+    if HERE is not None:
+        root = os.path.dirname(HERE)
+        if os.path.isfile(os.path.join(root, "setup.cfg")) and os.path.isdir(
+                os.path.join(root, "hardway")):
+            return root
+    return "hardway"
+
+
+def main(argv=None):
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        check_system(args.force)
+    except Refusal as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    os.makedirs(LOG_DIR, mode=0o700, exist_ok=True)
+    os.chmod(LOG_DIR, 0o700)
+    fd = os.open(LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "a") as log:
+        redacted = [re.sub(r"^([^:]*):.*$", r"\1:***", a) if i and sys.argv[i - 1] == "--admin"
+                    else a for i, a in enumerate(sys.argv)]
+        log.write("\n==== bootstrap {} {}\n".format(time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                   " ".join(redacted[1:])))
+        try:
+            return run(args, Installer(log))
+        except Failure as e:
+            print("bootstrap.py: " + str(e), file=sys.stderr)
+            log.write("FAILED: {}\n".format(e))
+            return 1
+
+
+def run(args, inst):
+    env = tool_env(args.wheelhouse)
+    inst.step("system packages")
+    missing = missing_apt_packages(inst)
+    if missing:
+        inst.run(["apt-get", "update", "-q"], env=env)
+        inst.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                  "-o", "Dpkg::Options::=--force-confdef",
+                  "-o", "Dpkg::Options::=--force-confold", *missing], env=env)
+        print("      apt installed " + ", ".join(missing))
+
+    inst.step("hub environment " + HUB_VENV)
+    py = os.path.join(HUB_VENV, "bin", "python")
+    have = venv_python_version(HUB_VENV)
+    now = "{}.{}.{}".format(*sys.version_info[:3])
+    if have is not None and have != now:
+        print("      Python changed from {} to {}: rebuilding".format(have, now))
+        shutil.rmtree(HUB_VENV)
+    if not os.path.exists(py):
+        os.makedirs(PREFIX, exist_ok=True)
+        inst.run([sys.executable, "-m", "venv", HUB_VENV], env=env)
+        print("      created " + HUB_VENV)
+
+    inst.step("uv " + UV_VERSION)
+    uv = os.path.join(HUB_VENV, "bin", "uv")
+    current = ""
+    if os.path.exists(uv):
+        current = subprocess.run([uv, "--version"], universal_newlines=True,
+                                 stdout=subprocess.PIPE).stdout
+    if UV_VERSION not in current.split():
+        inst.run([py, "-m", "pip", "install", "-q", "uv==" + UV_VERSION], env=env)
+        print("      installed uv " + UV_VERSION)
+
+    inst.step("hardway")
+    source = args.source or default_source()
+    constraints = []
+    is_dir = os.path.isdir(source)
+    if is_dir:
+        pins = os.path.join(source, "hardway", "pins", "hub.txt")
+        if os.path.isfile(pins):
+            constraints = ["--constraints", pins]
+    stamp_path = os.path.join(HUB_VENV, ".hardway-source.json")
+    wanted = {"source": source, "plugins": sorted(args.plugin),
+              "digest": source_tree_digest(source) if is_dir else None}
+    try:
+        with open(stamp_path) as f:
+            stamp = json.load(f)
+    except (OSError, ValueError):
+        stamp = None
+    if stamp != wanted or not os.path.exists(os.path.join(HUB_VENV, "bin", "hardway")):
+        cmd = [uv, "pip", "install", "--python", py, *constraints]
+        if is_dir:
+            cmd += ["--reinstall-package", "hardway"]
+        inst.run([*cmd, source, *args.plugin], env=env)
+        with open(stamp_path, "w") as f:
+            json.dump(wanted, f)
+        print("      installed hardway from " + source)
+
+    inst.step("hand over to `hardway install`")
+    sys.stdout.flush()
+    cmd = [os.path.join(HUB_VENV, "bin", "hardway"), "install"]
+    for name in args.admins:
+        cmd += ["--admin", name]
+    passwords = {k: v for k, v in args.admins.items() if v}
+    if passwords:
+        cmd.append("--admin-passwords-stdin")
+    if args.wheelhouse:
+        cmd += ["--wheelhouse", args.wheelhouse]
+    if args.traefik_binary:
+        cmd += ["--traefik-binary", args.traefik_binary]
+    inst.log.write("$ {}\n".format(" ".join(cmd)))
+    inst.log.flush()
+    full_env = dict(os.environ)
+    full_env.update(env)
+    proc = subprocess.run(cmd, env=full_env, input=json.dumps(passwords),
+                          universal_newlines=True)
+    return proc.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The contract an authenticator, spawner or proxy plugin fulfils.
+
+Lifecycle, in the order hardway calls it:
+  ``keys()``           when settings load: the choice's own keys, under ``KIND.NAME.``;
+  ``validate()``       when the choice is selected, after every key type-checked;
+  ``hub_packages()``   / ``user_packages()`` / ``apt_packages()`` at install and reload;
+  ``render()``         files the choice owns (pure);
+  ``hub_config()``     its part of hub.json (pure);
+  ``install()``        side effects through ``ctx.system`` (idempotent, report changes);
+  ``post_install()``   after files are written, before services restart.
+Only the selected choice of each kind is called beyond ``keys()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .settings import Key, Settings
+    from .system import System
+
+from .paths import Paths
+
+KINDS = ("auth", "spawner", "proxy")
+
+
+@dataclasses.dataclass(frozen=True)
+class File:
+    """A file hardway owns: its exact bytes, mode, owner, and which service reads it.
+
+    ``component`` decides what a change restarts: "hub", "proxy" (static config),
+    "proxy-dynamic" (watched by Traefik, no restart), "unit" (daemon-reload and restart
+    of that unit's service) or "" (nothing).
+    """
+
+    path: Path
+    content: bytes
+    mode: int = 0o644
+    owner: str = "root"
+    group: str = "root"
+    component: str = ""
+
+
+@dataclasses.dataclass
+class Context:
+    """What rendering and installing may look at. ``system`` is None while rendering."""
+
+    paths: Paths
+    secrets: dict[str, str] = dataclasses.field(default_factory=dict)
+    system: System | None = None
+    #: admins given to ``hardway install --admin NAME:PASSWORD`` (never stored in config)
+    admin_passwords: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: free-form notes a step leaves for the summary ("traefik: from the package index")
+    notes: list[str] = dataclasses.field(default_factory=list)
+    #: the plugin manager, for hooks a choice calls while rendering
+    pm: Any = None
+    #: facts recorded in install-state.json and shown by `hardway status`
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: ``--traefik-binary PATH``
+    traefik_local: Path | None = None
+
+
+class Choice:
+    """Base class for a selectable authenticator (kind "auth"), spawner or proxy."""
+
+    kind: ClassVar[str]
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def keys(self) -> list[Key]:
+        return []
+
+    def validate(self, settings: Settings) -> None:
+        """Raise ConfigError naming the key when the settings cannot work together."""
+
+    def hub_packages(self, settings: Settings) -> list[str]:
+        return []
+
+    def user_packages(self, settings: Settings) -> list[str]:
+        return []
+
+    def apt_packages(self, settings: Settings) -> list[str]:
+        return []
+
+    def render(self, settings: Settings, ctx: Context) -> list[File]:
+        return []
+
+    def hub_config(self, settings: Settings, ctx: Context) -> dict[str, Any]:
+        return {}
+
+    def install(self, settings: Settings, ctx: Context) -> list[str]:
+        """Do this choice's side effects; return one line per change made."""
+        return []
+
+    def post_install(self, settings: Settings, ctx: Context) -> list[str]:
+        return []
+
+    def prefix(self) -> str:
+        return f"{self.kind}.{self.name}"
+
+
+def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``b`` merged over ``a`` recursively. Neither input is changed."""
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out

@@ -1,0 +1,132 @@
+"""The `hardway` command. The only place that prints errors and exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import HardwayError, UsageError
+from .paths import Paths, default_paths
+
+log = logging.getLogger("hardway")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is a UsageError (one line, exit 2), never a traceback."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def setup_file_log(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    handler = logging.StreamHandler(os.fdopen(fd, "a", buffering=1))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise UsageError("this command changes the system: run it as root (sudo hardway ...)")
+
+
+def cmd_install(args: argparse.Namespace, paths: Paths) -> int:
+    from .installer import Options, install
+    from .system import System
+
+    require_root()
+    admins: dict[str, str | None] = {name: None for name in args.admin}
+    if args.admin_passwords_stdin:
+        try:
+            given = json.loads(sys.stdin.read() or "{}")
+        except ValueError:
+            raise UsageError("--admin-passwords-stdin: expected a JSON object "
+                             '{"name": "password"} on standard input') from None
+        if not isinstance(given, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in given.items()):
+            raise UsageError("--admin-passwords-stdin: expected a JSON object "
+                             '{"name": "password"} on standard input')
+        admins.update(given)
+    from . import keytypes
+
+    for name in admins:
+        try:
+            keytypes.USERNAME.check(name)
+        except keytypes.BadValue as e:
+            raise UsageError(f"--admin {name!r}: {e}") from None
+    setup_file_log(paths.install_log)
+    log.info("hardway %s install: admins %s", __version__, sorted(admins))
+    install(paths, System(), Options(
+        admins=admins, wheelhouse=args.wheelhouse, traefik_binary=args.traefik_binary,
+        wait_timeout=args.timeout))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
+    from .installer import HUB_UNIT, PROXY_UNIT, read_state
+    from .system import System
+
+    system = System()
+    state = read_state(paths)
+    for unit in (PROXY_UNIT, HUB_UNIT):
+        s = system.unit_state(unit)
+        print(f"{unit}: {s.get('ActiveState', '?')} ({s.get('SubState', '?')}), "
+              f"{s.get('UnitFileState', '?')}")
+    traefik = state.get("traefik")
+    if isinstance(traefik, dict):
+        print(f"traefik {traefik.get('version')}: from {traefik.get('source')}, "
+              f"sha256 {traefik.get('sha256')}")
+    print(f"settings: {paths.config_file}")
+    return 0
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="hardway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"hardway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+
+    p = sub.add_parser("install", help="install or upgrade the hub (what bootstrap.py runs)")
+    p.add_argument("--admin", action="append", default=[], metavar="NAME",
+                   help="make NAME a hub admin (repeatable)")
+    p.add_argument("--admin-passwords-stdin", action="store_true",
+                   help='read {"name": "password"} JSON for admins from standard input')
+    p.add_argument("--wheelhouse", type=Path, help="install Python packages only from DIR")
+    p.add_argument("--traefik-binary", type=Path, help="use this Traefik binary")
+    p.add_argument("--timeout", type=float, default=180.0,
+                   help="seconds to wait for the hub to answer (default 180)")
+    p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("status", help="state of the services and where things come from")
+    p.set_defaults(func=cmd_status)
+
+    from .config_cli import add_config_parser
+
+    add_config_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    paths = default_paths()
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args, paths) or 0)
+    except HardwayError as e:
+        print(f"hardway: error: {e}", file=sys.stderr)
+        log.error("%s", e)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("hardway: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Every path hardway reads or writes, in one object that tests point at a temp root."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    """Where hardway installs what (see DESIGN.md). ``root`` prefixes every path."""
+
+    root: Path = Path("/")
+
+    def _p(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    # --- installed software
+    @property
+    def prefix(self) -> Path:
+        return self._p("opt", "hardway")
+
+    @property
+    def hub_venv(self) -> Path:
+        return self.prefix / "hub"
+
+    @property
+    def user_venv(self) -> Path:
+        return self.prefix / "user"
+
+    @property
+    def traefik_binary(self) -> Path:
+        return self.hub_venv / "bin" / "traefik"
+
+    @property
+    def cli_link(self) -> Path:
+        return self._p("usr", "local", "bin", "hardway")
+
+    # --- settings
+    @property
+    def etc(self) -> Path:
+        return self._p("etc", "hardway")
+
+    @property
+    def config_file(self) -> Path:
+        return self.etc / "config.yaml"
+
+    @property
+    def config_d(self) -> Path:
+        return self.etc / "config.d"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.etc / ".lock"
+
+    # --- state
+    @property
+    def state(self) -> Path:
+        return self._p("var", "lib", "hardway")
+
+    @property
+    def secrets(self) -> Path:
+        return self.state / "secrets"
+
+    @property
+    def hub_dir(self) -> Path:
+        return self.state / "hub"
+
+    @property
+    def hub_config_py(self) -> Path:
+        return self.hub_dir / "jupyterhub_config.py"
+
+    @property
+    def hub_json(self) -> Path:
+        return self.hub_dir / "hub.json"
+
+    @property
+    def hub_db(self) -> Path:
+        return self.state / "jupyterhub.sqlite"
+
+    @property
+    def proxy_dir(self) -> Path:
+        return self.state / "proxy"
+
+    @property
+    def traefik_toml(self) -> Path:
+        return self.proxy_dir / "traefik.toml"
+
+    @property
+    def rules_dir(self) -> Path:
+        return self.proxy_dir / "rules"
+
+    @property
+    def routes_file(self) -> Path:
+        """Written by the hub (jupyterhub-traefik-proxy) as users' servers come and go."""
+        return self.rules_dir / "jupyterhub-routes.toml"
+
+    @property
+    def acme_dir(self) -> Path:
+        return self.proxy_dir / "acme"
+
+    @property
+    def install_state(self) -> Path:
+        return self.state / "install-state.json"
+
+    @property
+    def firstuse_db(self) -> Path:
+        return self.state / "firstuse" / "passwords.dbm"
+
+    # --- logs and units
+    @property
+    def log_dir(self) -> Path:
+        return self._p("var", "log", "hardway")
+
+    @property
+    def install_log(self) -> Path:
+        return self.log_dir / "install.log"
+
+    @property
+    def systemd_dir(self) -> Path:
+        return self._p("etc", "systemd", "system")
+
+    def unit(self, name: str) -> Path:
+        return self.systemd_dir / name
+
+    @property
+    def home(self) -> Path:
+        return self._p("home")
+
+
+def default_paths() -> Paths:
+    """The paths for this process: ``/`` unless HARDWAY_ROOT points elsewhere (tests)."""
+    return Paths(Path(os.environ.get("HARDWAY_ROOT", "/")))

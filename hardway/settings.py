@@ -1,0 +1,267 @@
+"""Settings: declared keys, layered files, merge and validation. Pure: no writes.
+
+Layers, lowest first (DESIGN.md):
+  1. defaults declared with each key by hardway,
+  2. defaults declared by plugins for their own keys,
+  3. /etc/hardway/config.yaml,
+  4. /etc/hardway/config.d/*.yaml in name order.
+Merging builds new objects; no layer is ever changed by it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from . import keytypes as kt
+from .errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """One setting, declared once: drives validation, ``config show`` and docs/config.md."""
+
+    name: str
+    type: kt.KeyType
+    default: Any
+    description: str
+    secret: bool = False
+    #: who declared it: "hardway" or a plugin's name
+    owner: str = "hardway"
+    #: whether the key must be set (non-empty) when its section is in use
+    required: bool = False
+
+    @property
+    def section(self) -> str:
+        return self.name.rsplit(".", 1)[0] if "." in self.name else ""
+
+
+def core_keys() -> list[Key]:
+    """The keys hardway itself declares; plugins declare theirs through a hook."""
+    user_list = kt.ListOf(kt.USERNAME)
+    return [
+        Key("base_url", kt.BaseUrl(), "/", "URL path under which the hub is served."),
+        Key("http.address", kt.Str(accepted="an IP address, or empty for all addresses"), "",
+            "Address the proxy listens on for HTTP; empty means every address."),
+        Key("http.port", kt.Int(1, 65535), 80, "Port the proxy listens on for HTTP."),
+        Key("auth.type", kt.Name(), "firstuse",
+            "Authenticator plugin that decides who may log in."),
+        Key("auth.allow_all", kt.Bool(), False,
+            "Let every user the authenticator accepts log in, with no allow list. "
+            "Each authenticator documents what it does when this is false and "
+            "users.allowed is empty."),
+        Key("users.admin", user_list, [], "Hub admins (also in the jupyterhub-admins group)."),
+        Key("users.allowed", user_list, [], "Users allowed to log in (besides admins)."),
+        Key("users.blocked", user_list, [], "Users never allowed to log in."),
+        Key("spawner.type", kt.Name(), "systemd", "Spawner plugin that runs users' servers."),
+        Key("proxy.type", kt.Name(), "traefik", "Proxy plugin in front of the hub."),
+        Key("limits.memory", kt.Memory(), None,
+            "Memory limit per user server, e.g. 2G; empty for no limit."),
+        Key("limits.cpu", kt.Float(min=0), None,
+            "CPU limit per user server in cores, e.g. 1.5; empty for no limit."),
+        Key("user_environment.default_app", kt.OneOf("jupyterlab", "classic"), "jupyterlab",
+            "Interface users land in."),
+        Key("user_environment.packages", kt.ListOf(kt.Str(accepted="a pip requirement",
+                                                          empty=False)), [],
+            "Extra Python packages installed into the users' environment."),
+        Key("spawner.http_timeout", kt.Int(10, 3600), 180,
+            "Seconds a starting server may take to answer before the spawn fails."),
+    ]
+
+
+# --------------------------------------------------------------------------- layers
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """Flat ``{dotted key: value}`` read from one source, with where each key was written."""
+
+    origin: str
+    values: Mapping[str, Any]
+    lines: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
+def yaml_rt() -> YAML:
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.indent(mapping=2, sequence=4, offset=2)
+    return y
+
+
+def parse_yaml(text: str, origin: str) -> Any:
+    """Parse YAML text, turning a syntax error into a ConfigError naming file and line."""
+    try:
+        data = yaml_rt().load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{origin}, line {mark.line + 1}" if mark else origin
+        raise ConfigError(f"{where}: not valid YAML: {e.problem or e}") from None
+    except YAMLError as e:
+        raise ConfigError(f"{origin}: not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{origin}: expected a mapping of settings at the top level, "
+                          f"got {type(data).__name__}")
+    return data
+
+
+class Declarations:
+    """All declared keys by dotted name."""
+
+    def __init__(self, keys: Iterable[Key]):
+        self.keys: dict[str, Key] = {}
+        for key in keys:
+            if key.name in self.keys:
+                other = self.keys[key.name].owner
+                raise ConfigError(f"key {key.name} is declared twice ({other} and {key.owner})")
+            self.keys[key.name] = key
+        # every proper prefix of a key name is a section
+        self.sections = {
+            ".".join(k.split(".")[:i]) for k in self.keys for i in range(1, k.count(".") + 1)
+        }
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(sorted(self.keys.values(), key=lambda k: k.name))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.keys
+
+    def get(self, name: str) -> Key:
+        try:
+            return self.keys[name]
+        except KeyError:
+            raise ConfigError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, list(self.keys), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        plugin = ""
+        parts = name.split(".")
+        if len(parts) >= 3 and parts[0] in ("auth", "spawner", "proxy"):
+            plugin = (f" No installed plugin declares {parts[0]}.{parts[1]}.*; "
+                      "is the plugin missing?")
+        return (f"unknown key {name!r}.{hint}{plugin} "
+                "`hardway config show` lists every key.")
+
+    def flatten(self, data: Mapping[str, Any], origin: str) -> Layer:
+        """Turn nested YAML into ``{dotted: value}``, checking names and types."""
+        values: dict[str, Any] = {}
+        lines: dict[str, int] = {}
+
+        def walk(node: Mapping[str, Any], prefix: str) -> None:
+            for raw_name, value in node.items():
+                if not isinstance(raw_name, str):
+                    raise ConfigError(f"{origin}: {prefix}{raw_name!r} is not a setting name")
+                name = prefix + raw_name
+                line = _line_of(node, raw_name)
+                where = f"{origin}, line {line}" if line else origin
+                if name in self.keys:
+                    key = self.keys[name]
+                    try:
+                        values[name] = None if value is None else key.type.check(value)
+                    except kt.BadValue as e:
+                        raise ConfigError(f"{where}: {name}: {e}") from None
+                    if line:
+                        lines[name] = line
+                elif name in self.sections:
+                    if value is None:
+                        continue
+                    if not isinstance(value, Mapping):
+                        raise ConfigError(f"{where}: {name} is a section; expected a mapping "
+                                          f"of its keys, got {kt._yaml_kind(value)}")
+                    walk(value, name + ".")
+                else:
+                    raise ConfigError(f"{where}: {self.unknown_message(name)}")
+
+        walk(data, "")
+        return Layer(origin, _plain(values), lines)
+
+
+def _line_of(node: Any, name: str) -> int | None:
+    try:
+        return node.lc.key(name)[0] + 1
+    except Exception:
+        return None
+
+
+def _plain(value: Any) -> Any:
+    """Deep copy into plain dict/list/str/int, dropping ruamel's comment-carrying types."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return copy.deepcopy(value)
+
+
+def read_layer_file(path: Path, decl: Declarations) -> Layer:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Layer(str(path), {})
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    return decl.flatten(parse_yaml(text, str(path)), str(path))
+
+
+# --------------------------------------------------------------------------- merged view
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The effective settings: every declared key's value and the layer that set it."""
+
+    decl: Declarations
+    values: Mapping[str, Any]
+    origins: Mapping[str, str]
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.decl:
+            raise KeyError(name)
+        return copy.deepcopy(self.values[name])
+
+    def section(self, prefix: str) -> dict[str, Any]:
+        """``{suffix: value}`` for every key under ``prefix.``."""
+        p = prefix + "."
+        return {k[len(p):]: copy.deepcopy(v) for k, v in self.values.items() if k.startswith(p)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(dict(self.values))
+
+
+def merge(decl: Declarations, layers: Iterable[Layer]) -> Settings:
+    """Overlay layers on the declared defaults. Returns new objects; layers are untouched."""
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for key in decl:
+        values[key.name] = copy.deepcopy(key.default)
+        origins[key.name] = "default" if key.owner == "hardway" else f"default ({key.owner})"
+    for layer in layers:
+        for name, value in layer.values.items():
+            values[name] = copy.deepcopy(value)
+            line = layer.lines.get(name)
+            origins[name] = f"{layer.origin}:{line}" if line else layer.origin
+    return Settings(decl, values, origins)
+
+
+def read_layers(config_file: Path, config_d: Path, decl: Declarations) -> list[Layer]:
+    layers = [read_layer_file(config_file, decl)]
+    if config_d.is_dir():
+        for path in sorted(config_d.glob("*.yaml")):
+            layers.append(read_layer_file(path, decl))
+    return layers

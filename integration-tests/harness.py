@@ -1,0 +1,224 @@
+"""A booted Debian 12 systemd host in systemd-nspawn, for hardway's integration tests.
+
+- The Debian root is made once with debootstrap and cached (HARDWAY_IT_CACHE, default
+  /var/cache/hardway-it); each container is a fresh copy of it.
+- The container shares the host's network (no --private-network): the hub on its port 80
+  is 127.0.0.1:80 here. So only one container runs at a time, and booting checks that
+  the ports are free and names what holds them.
+- The host's CA bundle is installed in the container, as it would be on a network with a
+  TLS-intercepting proxy, so apt, pip and uv inside reach the package registries.
+- Commands run inside with nsenter and a clean environment (nothing leaks from the host).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("HARDWAY_IT_CACHE", "/var/cache/hardway-it"))
+WORK = Path(os.environ.get("HARDWAY_IT_WORK", "/var/tmp/hardway-it"))
+ROOTFS = CACHE / "bookworm-v1"
+SUITE = "bookworm"
+MIRROR = os.environ.get("HARDWAY_IT_MIRROR", "http://deb.debian.org/debian")
+INCLUDE = "systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates"
+HOST_PACKAGES = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap"}
+PORTS = (80, 8081, 8099)
+CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb"}
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def log(msg: str) -> None:
+    print(f"[harness {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_host_tools() -> None:
+    missing = [pkg for tool, pkg in HOST_PACKAGES.items() if shutil.which(tool) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise RuntimeError(f"integration tests need {', '.join(missing)}: run as root")
+    log(f"apt-get install {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def ensure_rootfs() -> Path:
+    """The cached Debian root, made with debootstrap (~1 min) when absent."""
+    ensure_host_tools()
+    if (ROOTFS / ".hardway-complete").exists():
+        return ROOTFS
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = CACHE / (ROOTFS.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    log(f"debootstrap {SUITE} into {tmp} (cached afterwards)")
+    subprocess.run(["debootstrap", "--variant=minbase", f"--include={INCLUDE}", SUITE,
+                    str(tmp), MIRROR], check=True, stdout=subprocess.DEVNULL)
+    (tmp / ".hardway-complete").write_text("ok\n")
+    if ROOTFS.exists():
+        shutil.rmtree(ROOTFS)
+    tmp.rename(ROOTFS)
+    return ROOTFS
+
+
+def port_holders(ports: tuple[int, ...] = PORTS) -> list[str]:
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
+    busy = []
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        port = fields[3].rsplit(":", 1)[-1]
+        if port.isdigit() and int(port) in ports:
+            busy.append(line.strip())
+    return busy
+
+
+def copy_checkout(dest: Path) -> None:
+    """The checkout as git sees it (tracked and new files), without caches and venvs."""
+    ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", ".pytest_cache",
+                                    ".ruff_cache", "*.egg-info", "build", "artifacts")
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
+
+
+class Container:
+    """A fresh copy of the cached root, booted with systemd as PID 1."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.dir = WORK / name
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.init_pid: int | None = None
+        self.console = WORK / f"{name}.console.log"
+
+    @classmethod
+    def create(cls, name: str) -> Container:
+        rootfs = ensure_rootfs()
+        c = cls(name)
+        if c.dir.exists():
+            shutil.rmtree(c.dir)
+        WORK.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-a", "--reflink=auto", str(rootfs), str(c.dir)], check=True)
+        (c.dir / ".hardway-complete").unlink(missing_ok=True)
+        if HOST_CA.is_file():
+            # as on a network whose TLS-intercepting proxy's CA the admin has installed
+            local = c.dir / "usr/local/share/ca-certificates/host-bundle.crt"
+            local.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(HOST_CA, local)
+            shutil.copyfile(HOST_CA, c.dir / "etc/ssl/certs/ca-certificates.crt")
+        (c.dir / "etc/hostname").write_text(name + "\n")
+        copy_checkout(c.dir / "root/hardway")
+        return c
+
+    # --- lifecycle
+    def boot(self, timeout: float = 90) -> None:
+        busy = port_holders()
+        if busy:
+            raise RuntimeError("ports needed by the container are taken (a leftover sandbox "
+                               "or test container?):\n" + "\n".join(busy))
+        console = self.console.open("ab")
+        self.proc = subprocess.Popen(
+            ["systemd-nspawn", "-D", str(self.dir), "--boot", "--register=no", "--keep-unit",
+             "-q", f"--machine={self.name}"],
+            stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        console.close()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"systemd-nspawn exited ({self.proc.returncode}); see "
+                                   f"{self.console}")
+            self.init_pid = self._find_init()
+            if self.init_pid:
+                r = self.run(["systemctl", "is-system-running"], check=False)
+                state = r.stdout.strip()
+                if state in ("running", "degraded"):
+                    log(f"{self.name}: booted ({state}) in {time.monotonic() - t0:.1f} s, "
+                        f"nspawn pid {self.proc.pid}, init pid {self.init_pid}")
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"{self.name} did not finish booting in {timeout} s")
+
+    def _find_init(self) -> int | None:
+        assert self.proc is not None
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        except FileNotFoundError:
+            return None
+        for pid in children.split():
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                    return int(pid)
+            except FileNotFoundError:
+                continue
+        return None
+
+    def poweroff(self, timeout: float = 60) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if self.init_pid:
+            try:
+                os.kill(self.init_pid, signal.SIGRTMIN + 4)  # systemd: poweroff
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log(f"{self.name}: no clean poweroff in {timeout} s; killing nspawn")
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+        self.init_pid = None
+        # the shared network namespace: wait until the container's ports are free again
+        t0 = time.monotonic()
+        while port_holders() and time.monotonic() - t0 < 10:
+            time.sleep(0.2)
+
+    def reboot(self) -> None:
+        self.poweroff()
+        self.boot()
+
+    def destroy(self) -> None:
+        self.poweroff()
+        if self.dir.exists() and not os.environ.get("HARDWAY_IT_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # --- commands
+    def run(self, cmd: list[str], *, check: bool = True, input: str | None = None,
+            timeout: float = 600, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        assert self.init_pid, "container is not booted"
+        full = ["nsenter", "-t", str(self.init_pid), "-a", "env", "-i",
+                *(f"{k}={v}" for k, v in {**CLEAN_ENV, **(env or {})}.items()), *cmd]
+        proc = subprocess.run(full, input=input, text=True, capture_output=True,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"in {self.name}: {' '.join(cmd)} exited {proc.returncode}\n"
+                                 f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
+        return proc
+
+    def sh(self, script: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        return self.run(["bash", "-c", script], **kw)  # type: ignore[arg-type]
+
+    def run_unbooted(self, cmd: list[str], timeout: float = 120
+                     ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the container's root *without* booting it: no systemd as PID 1."""
+        assert self.proc is None, "container is booted"
+        return subprocess.run(["systemd-nspawn", "-D", str(self.dir), "--register=no", "-q",
+                               "--pipe", *cmd], text=True, capture_output=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def path(self, inside: str) -> Path:
+        """A path inside the container, seen from the host."""
+        return self.dir / inside.lstrip("/")

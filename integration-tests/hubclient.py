@@ -1,0 +1,119 @@
+"""A small JupyterHub client for tests: log in through the form, start a server, run code
+in a kernel over its websocket. Talks to the hub only through the proxy."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import requests
+import websocket
+
+
+class HubError(AssertionError):
+    pass
+
+
+class HubUser:
+    def __init__(self, base: str, name: str, password: str):
+        self.base = base.rstrip("/")
+        self.name = name
+        self.password = password
+        self.s = requests.Session()
+        self.token: str | None = None
+
+    # --- hub
+    def login(self, expect_ok: bool = True) -> requests.Response:
+        """The login form as a browser posts it; returns the final response."""
+        r = self.s.get(f"{self.base}/hub/login", timeout=30)
+        r.raise_for_status()
+        xsrf = self.s.cookies.get("_xsrf", path="/hub/")
+        r = self.s.post(f"{self.base}/hub/login?next=", timeout=60, allow_redirects=False,
+                        data={"username": self.name, "password": self.password, "_xsrf": xsrf})
+        ok = r.status_code == 302 and any(
+            c.name.startswith("jupyterhub-session-id") or c.name == "jupyterhub-hub-login"
+            for c in self.s.cookies)
+        if expect_ok and not ok:
+            raise HubError(f"login of {self.name} failed: {r.status_code} {r.text[:300]}")
+        return r
+
+    def make_token(self) -> str:
+        xsrf = self.s.cookies.get("_xsrf", path="/hub/")
+        r = self.s.post(f"{self.base}/hub/api/users/{self.name}/tokens", timeout=30,
+                        headers={"X-XSRFToken": xsrf or "", "Referer": f"{self.base}/hub/"},
+                        json={"note": "integration test", "expires_in": 3600})
+        if r.status_code != 201:
+            raise HubError(f"token for {self.name}: {r.status_code} {r.text[:300]}")
+        self.token = r.json()["token"]
+        return self.token
+
+    def api(self, method: str, path: str, **kw: Any) -> requests.Response:
+        headers = kw.pop("headers", {})
+        headers["Authorization"] = f"token {self.token}"
+        return requests.request(method, f"{self.base}{path}", headers=headers,
+                                timeout=kw.pop("timeout", 60), **kw)
+
+    def start_server(self, timeout: float = 300) -> float:
+        """Ask the hub for the server and wait until it answers through the proxy."""
+        t0 = time.monotonic()
+        r = self.api("POST", f"/hub/api/users/{self.name}/server")
+        if r.status_code not in (201, 202, 400):  # 400: already running
+            raise HubError(f"spawn {self.name}: {r.status_code} {r.text[:300]}")
+        while time.monotonic() - t0 < timeout:
+            model = self.api("GET", f"/hub/api/users/{self.name}").json()
+            server = (model.get("servers") or {}).get("")
+            if server and server.get("ready"):
+                if self.api("GET", f"/user/{self.name}/api/status").status_code == 200:
+                    return time.monotonic() - t0
+            elif not model.get("pending") and not server:
+                raise HubError(f"server of {self.name} stopped while starting: {model}")
+            time.sleep(0.25)
+        raise HubError(f"server of {self.name} not ready after {timeout} s")
+
+    # --- kernel
+    def execute(self, code: str, timeout: float = 60) -> str:
+        """Start a kernel, run ``code``, return its text/plain result (or stdout)."""
+        r = self.api("POST", f"/user/{self.name}/api/kernels", json={"name": "python3"})
+        if r.status_code != 201:
+            raise HubError(f"kernel for {self.name}: {r.status_code} {r.text[:300]}")
+        kernel_id = r.json()["id"]
+        try:
+            return self._run_in_kernel(kernel_id, code, timeout)
+        finally:
+            self.api("DELETE", f"/user/{self.name}/api/kernels/{kernel_id}")
+
+    def _run_in_kernel(self, kernel_id: str, code: str, timeout: float) -> str:
+        ws_base = self.base.replace("http://", "ws://").replace("https://", "wss://")
+        ws = websocket.create_connection(
+            f"{ws_base}/user/{self.name}/api/kernels/{kernel_id}/channels",
+            header=[f"Authorization: token {self.token}"], timeout=timeout)
+        try:
+            msg_id = uuid.uuid4().hex
+            ws.send(json.dumps({
+                "header": {"msg_id": msg_id, "username": self.name, "session": uuid.uuid4().hex,
+                           "msg_type": "execute_request", "version": "5.3"},
+                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+                "content": {"code": code, "silent": False, "store_history": False,
+                            "user_expressions": {}, "allow_stdin": False},
+            }))
+            out = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                msg = json.loads(ws.recv())
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = msg["msg_type"]
+                if kind == "execute_result":
+                    return msg["content"]["data"]["text/plain"]
+                if kind == "stream":
+                    out.append(msg["content"]["text"])
+                if kind == "error":
+                    raise HubError(f"kernel error: {msg['content']['ename']}: "
+                                   f"{msg['content']['evalue']}")
+                if kind == "status" and msg["content"]["execution_state"] == "idle" and out:
+                    return "".join(out)
+            raise HubError(f"no reply from the kernel in {timeout} s")
+        finally:
+            ws.close()

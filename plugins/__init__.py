@@ -1,0 +1,1 @@
+"""hardway's built-in choices, each an ordinary plugin (see hardway.plugins.DEFAULT_PLUGINS)."""
