@@ -182,6 +182,14 @@ def collect(registry: Registry, settings: Settings, what: str) -> list[str]:
     return sorted(dict.fromkeys(items))
 
 
+def post_install_step(registry: Registry, settings: Settings, ctx: Context) -> list[str]:
+    """The chosen plugins' post_install, then every plugin's hardway_post_install hook."""
+    changes = [c for choice in registry.selected(settings).values()
+               for c in choice.post_install(settings, ctx)]
+    registry.pm.hook.hardway_post_install(settings=settings, ctx=ctx)
+    return changes
+
+
 def hub_env_fingerprint() -> str:
     """Changes whenever a package in the hub environment changes, hardway's code included
     (its RECORD lists a hash of every file): the hub must then restart to load it."""
@@ -329,10 +337,7 @@ def install(paths: Paths, system: System, options: Options,
         return [f"wrote {f.path} ({why})" for f, why in files_changed]
 
     rep.step("configuration files", files_step)
-    rep.step("post-install", lambda: [
-        c for choice in registry.selected(settings).values()
-        for c in choice.post_install(settings, ctx)
-    ] + [str(r) for r in registry.pm.hook.hardway_post_install(settings=settings, ctx=ctx) if r])
+    rep.step("post-install", lambda: post_install_step(registry, settings, ctx))
     if ctx.state != old_state:
         write_atomic(paths.install_state,
                      (json.dumps(ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)

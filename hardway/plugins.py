@@ -56,9 +56,10 @@ class Registry:
         self.pm = pm
         self.choices: dict[str, dict[str, Choice]] = {k: {} for k in KINDS}
         owners: dict[tuple[str, str], str] = {}
-        for plugin, result in zip(
-            _impl_plugins(pm, "hardway_choices"), pm.hook.hardway_choices(), strict=False
-        ):
+        # in registration order (built-ins first), so a clash names the newcomer last
+        pairs = zip(_impl_plugins(pm, "hardway_choices"), pm.hook.hardway_choices(),
+                    strict=True)
+        for plugin, result in reversed(list(pairs)):
             for choice in result or []:
                 key = (choice.kind, choice.name)
                 if choice.kind not in KINDS:

@@ -145,7 +145,9 @@ class Declarations:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         plugin = ""
         parts = name.split(".")
-        if len(parts) >= 3 and parts[0] in ("auth", "spawner", "proxy"):
+        head = ".".join(parts[:2])
+        if (len(parts) >= 2 and parts[0] in ("auth", "spawner", "proxy")
+                and head not in self.keys and head not in self.sections):
             plugin = (f" No installed plugin declares {parts[0]}.{parts[1]}.*; "
                       "is the plugin missing?")
         return (f"unknown key {name!r}.{hint}{plugin} "

@@ -134,7 +134,8 @@ def ensure(target: Path, system: System, local: Path | None,
     except HardwayError as e:
         if "refusing" in str(e):
             raise
-        first_line = str(e).strip().splitlines()[-1][:200]
-        notes.append(f"Traefik: the release host was unreachable ({first_line}); "
+        lines = str(e).strip().splitlines()
+        reason = next((ln for ln in reversed(lines) if "Error" in ln), lines[-1])[:200]
+        notes.append(f"Traefik: the release host was unreachable ({reason.strip()}); "
                      "used the same pinned version from the package index")
     return from_index(target, system)

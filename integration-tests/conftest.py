@@ -1,0 +1,64 @@
+"""Fixtures for tests on a booted systemd host (see harness.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import REPO, Container
+
+ARTIFACTS = Path(os.environ.get("HARDWAY_ARTIFACTS", REPO / "artifacts"))
+BOOTSTRAP = "/root/hardway/bootstrap/bootstrap.py"
+
+
+def record(name: str, data: dict) -> None:
+    """Keep a measured figure as a JSON artifact (and print it), never assert on it."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(f"\n[figure] {name}: {json.dumps(data)}")
+
+
+class Installed:
+    def __init__(self, container: Container, admin_password: str):
+        self.c = container
+        self.admin_password = admin_password
+        self.base = "http://127.0.0.1"
+        self.bootstrap_args = ["python3", BOOTSTRAP, "--admin", f"alice:{admin_password}"]
+        self.first_output = ""
+        self.first_seconds = 0.0
+
+    def bootstrap(self):
+        t0 = time.monotonic()
+        r = self.c.run(self.bootstrap_args, check=False, timeout=1200)
+        took = time.monotonic() - t0
+        if r.returncode != 0:
+            journal = self.c.run(["journalctl", "--no-pager", "-n", "80", "-u", "jupyterhub",
+                                  "-u", "jupyterhub-proxy"], check=False).stdout
+            raise AssertionError(f"bootstrap failed ({r.returncode}):\n{r.stdout[-5000:]}\n"
+                                 f"{r.stderr[-3000:]}\njournal:\n{journal}")
+        return r, took
+
+
+@pytest.fixture(scope="session")
+def installed():
+    """A fresh container where bootstrap ran exactly as the README tells a user."""
+    c = Container.create("hw-install")
+    try:
+        c.boot()
+        inst = Installed(c, "wonderland-" + secrets.token_hex(6))
+        r, took = inst.bootstrap()
+        inst.first_output, inst.first_seconds = r.stdout, took
+        record("install-cold", {"figure": took, "unit": "s",
+                                "how": "bootstrap.py in a fresh booted container, empty "
+                                       "caches, until the hub answered through the proxy"})
+        yield inst
+    finally:
+        c.destroy()

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# hardway's whole test suite: lint, unit tests, then integration tests on a booted
+# Debian 12 systemd host (systemd-nspawn). Run as root on Debian 12; it installs what it
+# needs (apt packages, a cached Debian root, a dev venv) and reuses caches when present.
+#   sudo ./run-tests.sh              everything
+#   sudo ./run-tests.sh -k refusals  extra arguments go to the integration pytest run
+set -euo pipefail
+cd "$(dirname "$0")"
+UV_VERSION=0.13.9
+start=$(date +%s)
+say() { echo "[run-tests $(( $(date +%s) - start ))s] $*"; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "run-tests.sh: run as root (the integration tests boot a container): sudo $0" >&2
+  exit 2
+fi
+
+missing=()
+command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/uv ]; then
+  say "creating the dev environment .venv"
+  rm -rf .venv
+  python3 -m venv .venv
+  .venv/bin/pip install -q "uv==$UV_VERSION"
+fi
+say "installing hardway and test tools into .venv"
+.venv/bin/uv pip install -q --python .venv/bin/python \
+  --constraints hardway/pins/hub.txt -e . -r requirements-dev.txt
+
+say "ruff"
+.venv/bin/ruff check .
+
+pytest_run() {
+  # pytest's exit 5 means no test ran: that is a failure here, never a pass
+  set +e
+  .venv/bin/pytest "$@"
+  rc=$?
+  set -e
+  if [ $rc -eq 5 ]; then echo "run-tests.sh: no tests were collected by: pytest $*" >&2; exit 1; fi
+  if [ $rc -ne 0 ]; then exit $rc; fi
+}
+
+say "unit tests"
+pytest_run -q -p no:cacheprovider tests
+
+say "integration tests (booted systemd host)"
+pytest_run -v -p no:cacheprovider -rA integration-tests "$@"
+say "all passed"

@@ -1,0 +1,139 @@
+"""Code that runs in the hub process and at install time, with plugins listening."""
+
+from __future__ import annotations
+
+import dbm
+import json
+import types
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from hardway import hub
+from hardway.choices import Context
+from hardway.hookspecs import hookimpl
+from hardway.installer import post_install_step
+from hardway.plugins import Registry, load_settings, make_manager
+from hardway.render import render_all
+
+calls: list[tuple[str, dict]] = []
+
+
+def listener() -> types.ModuleType:
+    mod = types.ModuleType("listener")
+
+    @hookimpl
+    def hardway_hub_config_object(c, settings):
+        calls.append(("hub_config_object", {"c": c, "port": settings["http.port"]}))
+        c.JupyterHub.template_vars = {"from": "plugin"}
+
+    @hookimpl
+    def hardway_post_install(settings, ctx):
+        calls.append(("post_install", {"ctx": ctx}))
+
+    @hookimpl
+    def hardway_new_user(unix_name, hub_name, admin, settings):
+        calls.append(("new_user", {"unix": unix_name, "hub": hub_name, "admin": admin}))
+
+    mod.hardway_hub_config_object = hardway_hub_config_object
+    mod.hardway_post_install = hardway_post_install
+    mod.hardway_new_user = hardway_new_user
+    return mod
+
+
+def manager():
+    pm = make_manager(load_entrypoints=False)
+    pm.register(listener(), name="listener")
+    return pm
+
+
+@pytest.fixture(autouse=True)
+def clear():
+    calls.clear()
+    yield
+    hub.current = None
+
+
+def rendered(paths) -> Path:
+    registry = Registry(manager())
+    settings = load_settings(paths, registry)
+    for f in render_all(settings, registry, Context(paths, {"proxy_api_hash": "h"})):
+        f.path.parent.mkdir(parents=True, exist_ok=True)
+        f.path.write_bytes(f.content)
+    return paths.hub_json
+
+
+def test_configure_applies_hub_json_then_hardway_hub_config_object(paths, monkeypatch):
+    from traitlets.config import Config
+
+    path = rendered(paths)
+    monkeypatch.setattr(hub, "make_manager", manager)
+    c = Config()
+    hub.configure(c, str(path))
+    assert c.JupyterHub.cleanup_servers is False
+    assert c.Proxy.should_start is False
+    assert c.JupyterHub.template_vars == {"from": "plugin"}
+    assert calls[0][0] == "hub_config_object" and calls[0][1]["port"] == 80
+    assert hub.current is not None
+    assert json.loads(path.read_text())["settings"]["http.port"] == 80
+
+
+def test_post_install_seeds_admin_passwords_and_calls_hardway_post_install(paths):
+    registry = Registry(manager())
+    settings = load_settings(paths, registry)
+    ctx = Context(paths, admin_passwords={"alice": "pa:ss:word"})
+    changes = post_install_step(registry, settings, ctx)
+    assert changes == ["set the password of admin alice"]
+    assert calls == [("post_install", {"ctx": ctx})]
+    with dbm.open(str(paths.firstuse_db), "r") as db:
+        assert bcrypt.checkpw(b"pa:ss:word", db[b"alice"])
+    assert post_install_step(registry, settings, ctx) == []  # idempotent
+    ctx.admin_passwords["alice"] = "another-one"
+    assert post_install_step(registry, settings, ctx) == ["changed the password of admin alice"]
+    assert (paths.firstuse_db.parent.stat().st_mode & 0o777) == 0o700
+
+
+def test_spawner_creates_the_unix_user_once_and_calls_hardway_new_user(monkeypatch, paths):
+    import asyncio
+    import pwd
+
+    from hardway_plugins import systemd_spawner as ss
+
+    rendered(paths)
+    monkeypatch.setattr(hub, "make_manager", manager)
+    hub.current = hub.load_rendered(paths.hub_json)
+    created: dict[str, object] = {}
+    commands: list[tuple[str, ...]] = []
+
+    def getpwnam(name):
+        if name not in created:
+            raise KeyError(name)
+        return pwd.struct_passwd((name, "x", 1500, 1500, created[name], "/home/" + name,
+                                  "/bin/bash"))
+
+    async def run(self, *cmd):
+        commands.append(cmd)
+        if cmd[0] == "useradd":
+            created[cmd[-1]] = cmd[cmd.index("--comment") + 1]
+
+    monkeypatch.setattr(ss.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(ss.os, "chmod", lambda *a: None)
+    monkeypatch.setattr(ss.HardwaySystemdSpawner, "_run", run)
+    monkeypatch.setattr(ss, "_group_members", lambda g: [])
+    user = types.SimpleNamespace(name="alice@example.edu", id=7, admin=True)
+    spawner = types.SimpleNamespace(user=user, user_prefix="jupyter-", home_base="/home",
+                                    admin_group="jupyterhub-admins",
+                                    log=types.SimpleNamespace(info=lambda *a: None))
+    spawner.unix_username = ss.unix_name(user.name, "jupyter-")
+    spawner._run = lambda *cmd: run(spawner, *cmd)
+    asyncio.run(ss.HardwaySystemdSpawner.ensure_unix_user(spawner))
+    asyncio.run(ss.HardwaySystemdSpawner.ensure_unix_user(spawner))
+    assert [c[0] for c in commands] == ["useradd", "usermod", "usermod"]
+    assert calls == [("new_user", {"unix": spawner.unix_username, "hub": "alice@example.edu",
+                                   "admin": True})]
+    # a unix account that belongs to another hub name is never reused
+    user.name = "mallory"
+    created[spawner.unix_username] = ss.owner_comment("someone-else")
+    with pytest.raises(RuntimeError, match="refusing to start"):
+        asyncio.run(ss.HardwaySystemdSpawner.ensure_unix_user(spawner))

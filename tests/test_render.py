@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+
+import tomlkit
+from conftest import write_config
+
+from hardway.choices import Context
+from hardway.plugins import load_settings
+from hardway.render import render_all
+
+
+def render(paths, registry):
+    settings = load_settings(paths, registry)
+    ctx = Context(paths, {"proxy_api_hash": "$2b$12$hash"}, pm=registry.pm)
+    return {f.path: f for f in render_all(settings, registry, ctx)}
+
+
+def test_rendering_is_deterministic(paths, registry):
+    a, b = render(paths, registry), render(paths, registry)
+    assert {p: f.content for p, f in a.items()} == {p: f.content for p, f in b.items()}
+
+
+def test_traefik_static_config(paths, registry):
+    files = render(paths, registry)
+    f = files[paths.traefik_toml]
+    static = tomlkit.loads(f.content.decode()).unwrap()
+    assert static["providers"]["providersThrottleDuration"] == "0s"
+    assert static["providers"]["file"] == {"directory": str(paths.rules_dir), "watch": True}
+    assert static["entryPoints"]["auth_api"]["address"] == "127.0.0.1:8099"
+    assert static["entryPoints"]["http"]["address"] == ":80"
+    assert (f.mode, f.owner, f.group, f.component) == (0o640, "root", "hardway-proxy", "proxy")
+
+
+def test_traefik_api_behind_basic_auth_with_the_hash_only(paths, registry):
+    f = render(paths, registry)[paths.rules_dir / "00-hardway.toml"]
+    dynamic = tomlkit.loads(f.content.decode()).unwrap()
+    router = dynamic["http"]["routers"]["route_api"]
+    assert router["entryPoints"] == ["auth_api"] and router["middlewares"] == ["auth_api"]
+    assert dynamic["http"]["middlewares"]["auth_api"]["basicAuth"]["users"] == [
+        "hardway:$2b$12$hash"]
+    assert f.component == "proxy-dynamic"
+
+
+def test_hub_config(paths, registry):
+    write_config(paths, "users:\n  admin: [alice]\nlimits:\n  memory: 2G\n  cpu: 1.5\n"
+                        "user_environment:\n  default_app: classic\n")
+    f = render(paths, registry)[paths.hub_json]
+    assert f.mode == 0o600
+    config = json.loads(f.content)["config"]
+    assert config["JupyterHub"]["cleanup_servers"] is False
+    assert config["Proxy"]["should_start"] is False
+    assert config["Authenticator"]["admin_users"] == ["alice"]
+    assert config["Spawner"]["mem_limit"] == "2G"
+    assert config["Spawner"]["cpu_limit"] == 1.5
+    assert config["Spawner"]["default_url"] == "/tree"
+    assert config["HardwayTraefikProxy"]["traefik_api_password_file"].endswith(
+        "secrets/proxy_api_password")
+    # no secret value is rendered into hub.json
+    assert "$2b$" not in f.content.decode()
+
+
+def test_units(paths, registry):
+    files = render(paths, registry)
+    proxy = files[paths.unit("jupyterhub-proxy.service")].content.decode()
+    assert "User=hardway-proxy" in proxy
+    assert "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" in proxy
+    assert f"ReadWritePaths=-{paths.acme_dir}" in proxy
+    hub = files[paths.unit("jupyterhub.service")].content.decode()
+    assert "Requires=jupyterhub-proxy.service" in hub
+    assert f"WorkingDirectory={paths.state}" in hub
+    assert "Restart=always" in hub and "Restart=always" in proxy
+
+
+def test_allow_all_only_when_asked(paths, registry):
+    config = json.loads(render(paths, registry)[paths.hub_json].content)["config"]
+    assert "allow_all" not in config["Authenticator"]
+    write_config(paths, "auth:\n  allow_all: true\n")
+    config = json.loads(render(paths, registry)[paths.hub_json].content)["config"]
+    assert config["Authenticator"]["allow_all"] is True
