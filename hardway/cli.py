@@ -15,6 +15,8 @@ from .errors import HardwayError, UsageError
 from .paths import Paths, default_paths
 
 log = logging.getLogger("hardway")
+log.addHandler(logging.NullHandler())  # the terminal gets our own messages, never a duplicate
+log.propagate = False
 
 
 class ArgumentParser(argparse.ArgumentParser):

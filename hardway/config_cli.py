@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import sys
 from typing import Any
 
+from .errors import UsageError
 from .paths import Paths
 from .settings import Key
 
@@ -85,4 +87,163 @@ def add_config_parser(sub: Any) -> None:
 
     v = verbs.add_parser("validate", help="check every layer and the chosen plugins")
     v.set_defaults(func=cmd_validate)
+    add_writing_verbs(verbs)
 
+
+
+# --------------------------------------------------------------------------- writing verbs
+
+
+def _edit(paths: Paths, key_name: str, change: Any, dry_run: bool) -> int:
+    """Read config.yaml, apply ``change(doc, key)``, validate everything, write atomically.
+
+    ``change`` returns the message to print, or raises UsageError. Nothing is written
+    when anything fails, or with --dry-run.
+    """
+    from .apply import locked, write_atomic
+    from .configfile import ConfigDoc
+    from .settings import merge
+
+    registry = _registry()
+    decl = registry.declarations()
+    key = decl.get(key_name)
+    paths.etc.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with locked(paths.lock_file):
+        doc = ConfigDoc(paths.config_file)
+        message = change(doc, key)
+        text = doc.dumps()
+        # validate the whole result: this file as it would be, plus every drop-in
+        layer = decl.flatten(doc.data, str(paths.config_file))
+        settings = merge(decl, [layer, *_drop_in_layers(paths, decl)])
+        registry.validate(settings)
+        if dry_run:
+            diff = diff_text(doc.original, text, str(paths.config_file))
+            print(diff or "(no change)")
+            return 0
+        if text != doc.original:
+            write_atomic(paths.config_file, text.encode(), 0o600, 0, 0)
+        print(message)
+        origin = settings.origins[key.name]
+        if not origin.startswith((str(paths.config_file), "default")):
+            print(f"warning: {key.name} is also set in {origin}, which comes later and wins; "
+                  f"the effective value is {_show_value(key, settings.values[key.name])}",
+                  file=sys.stderr)
+        if text != doc.original:
+            print("apply it with: sudo hardway config reload")
+    return 0
+
+
+def _drop_in_layers(paths: Paths, decl: Any) -> list[Any]:
+    from .settings import read_layer_file
+
+    if not paths.config_d.is_dir():
+        return []
+    return [read_layer_file(p, decl) for p in sorted(paths.config_d.glob("*.yaml"))]
+
+
+def _parse(key: Key, text: str) -> Any:
+    from . import keytypes as kt
+
+    if key.secret and text.startswith("file:"):
+        return text
+    try:
+        return key.type.parse(text)
+    except kt.BadValue as e:
+        raise UsageError(f"{key.name}: {e}") from None
+
+
+def cmd_set(args: argparse.Namespace, paths: Paths) -> int:
+    def change(doc: Any, key: Key) -> str:
+        value = _parse(key, args.value)
+        doc.set(key.name, value)
+        return f"set {key.name} = {_show_value(key, value)} in {paths.config_file}"
+
+    return _edit(paths, args.key, change, args.dry_run)
+
+
+def cmd_unset(args: argparse.Namespace, paths: Paths) -> int:
+    def change(doc: Any, key: Key) -> str:
+        if not doc.unset(key.name):
+            return f"{key.name} was not set in {paths.config_file}; nothing to do"
+        return f"unset {key.name} in {paths.config_file} (back to its default)"
+
+    return _edit(paths, args.key, change, args.dry_run)
+
+
+def _list_key(key: Key) -> Any:
+    from . import keytypes as kt
+
+    if not isinstance(key.type, kt.ListOf):
+        raise UsageError(f"{key.name} is a {key.type.name}, not a list: use "
+                         f"`hardway config set {key.name} VALUE`")
+    return key.type
+
+
+def cmd_add_item(args: argparse.Namespace, paths: Paths) -> int:
+    def change(doc: Any, key: Key) -> str:
+        t = _list_key(key)
+        item = _parse_item(t, key, args.value)
+        current = list(doc.get(key.name) if doc.get(key.name) is not None else key.default)
+        if item in current:
+            return f"{item} is already in {key.name}; nothing to do"
+        doc.set(key.name, [*current, item])
+        return f"added {item} to {key.name} in {paths.config_file}"
+
+    return _edit(paths, args.key, change, args.dry_run)
+
+
+def cmd_remove_item(args: argparse.Namespace, paths: Paths) -> int:
+    def change(doc: Any, key: Key) -> str:
+        t = _list_key(key)
+        item = _parse_item(t, key, args.value)
+        current = list(doc.get(key.name) or [])
+        if item not in current:
+            raise UsageError(f"{item!r} is not in {key.name} in {paths.config_file} "
+                             f"(it holds: {', '.join(map(str, current)) or 'nothing'})")
+        current.remove(item)
+        doc.set(key.name, current)
+        return f"removed {item} from {key.name} in {paths.config_file}"
+
+    return _edit(paths, args.key, change, args.dry_run)
+
+
+def _parse_item(t: Any, key: Key, text: str) -> Any:
+    from . import keytypes as kt
+
+    try:
+        return t.item.parse(text)
+    except kt.BadValue as e:
+        raise UsageError(f"{key.name}: item {text!r}: {e}") from None
+
+
+def cmd_reload(args: argparse.Namespace, paths: Paths) -> int:
+    from .cli import require_root
+    from .reload import reload
+    from .system import System
+
+    require_root()
+    force = {args.component} if args.component else set()
+    reload(paths, System(), force=force, dry_run=args.dry_run, timeout=args.timeout)
+    return 0
+
+
+def add_writing_verbs(verbs: Any) -> None:
+    for name, func, helptext, has_value in (
+        ("set", cmd_set, "set KEY to VALUE in config.yaml", True),
+        ("unset", cmd_unset, "remove KEY from config.yaml (back to its default)", False),
+        ("add-item", cmd_add_item, "add VALUE to the list KEY", True),
+        ("remove-item", cmd_remove_item, "remove VALUE from the list KEY", True),
+    ):
+        v = verbs.add_parser(name, help=helptext)
+        v.add_argument("key")
+        if has_value:
+            v.add_argument("value")
+        v.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+        v.set_defaults(func=func)
+    v = verbs.add_parser("reload", help="apply the settings: restart only what changed")
+    v.add_argument("component", nargs="?", choices=["hub", "proxy"],
+                   help="also restart this one, changed or not")
+    v.add_argument("--dry-run", action="store_true", help="say what would change and restart")
+    v.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait for the hub to answer after a restart")
+    v.set_defaults(func=cmd_reload)

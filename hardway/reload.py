@@ -1,0 +1,139 @@
+"""`hardway config reload`: render, validate, write only differences, restart only what
+changed, and roll back to the previous files when a service does not come back."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .apply import apply_files, locked, write_atomic
+from .choices import Context, File
+from .errors import ConfigError, ServiceFailed
+from .installer import (
+    HUB_UNIT,
+    PROXY_UNIT,
+    hub_env,
+    public_secrets,
+    restart_plan,
+    user_env,
+    uv_path,
+    wait_for_hub,
+)
+from .paths import Paths
+from .plugins import Registry, load_settings, make_manager
+from .render import render_all
+from .settings import Settings
+from .system import System
+
+UNIT_OF = {"hub": HUB_UNIT, "proxy": PROXY_UNIT}
+
+
+@dataclasses.dataclass
+class Outcome:
+    changed: list[tuple[File, str]]
+    restarted: list[str]
+    installed: list[str]
+
+
+def check_rendered(files: list[File], paths: Paths) -> None:
+    """Validate the rendered hub config in the hub environment, before anything moves."""
+    hub_json = next((f for f in files if f.path == paths.hub_json), None)
+    if hub_json is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="hardway-staging-") as tmp:
+        staged = Path(tmp) / "hub.json"
+        staged.write_bytes(hub_json.content)
+        proc = subprocess.run([sys.executable, "-m", "hardway.hubcheck", str(staged)],
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        problems = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
+        raise ConfigError("the settings render a hub configuration JupyterHub would "
+                          "refuse; nothing was changed or restarted:\n  "
+                          + "\n  ".join(problems[-20:]))
+
+
+def reload(paths: Paths, system: System, force: set[str] | None = None,
+           dry_run: bool = False, out: Callable[[str], None] = print,
+           timeout: float = 120) -> Outcome:
+    force = force or set()
+    with locked(paths.lock_file):
+        registry = Registry(make_manager())
+        settings = load_settings(paths, registry)
+        ctx = Context(paths, public_secrets(paths), system, pm=registry.pm)
+        files = render_all(settings, registry, ctx)
+        check_rendered(files, paths)
+        changed = apply_files(files, system, dry_run=True)
+        for f, why in changed:
+            out(f"{'would change' if dry_run else 'changing'} {f.path} ({why})")
+        if dry_run:
+            reload_units, restart = restart_plan(changed)
+            restart |= {UNIT_OF[c] for c in force}
+            out("would restart: " + (", ".join(sorted(restart)) or "nothing"))
+            return Outcome(changed, sorted(restart), [])
+        installed = environments(paths, system, registry, settings)
+        for line in installed:
+            out(line)
+        previous = {f.path: (f.path.read_bytes() if f.path.exists() else None)
+                    for f, _ in changed}
+        apply_files([f for f, _ in changed], system)
+        reload_units, restart = restart_plan(
+            changed, extra_hub=any("hub environment" in i for i in installed))
+        restart |= {UNIT_OF[c] for c in force}
+        try:
+            restarted = restart_units(system, reload_units, restart, settings, timeout)
+        except ServiceFailed as e:
+            rollback(system, previous, changed, reload_units, restart)
+            raise ServiceFailed(f"{e}\nhardway put the previous files back and restarted "
+                                f"{', '.join(sorted(restart))} with them.") from None
+        if not changed and not restarted:
+            out("hardway: nothing changed; nothing restarted.")
+        else:
+            out("restarted: " + (", ".join(restarted) or "nothing (no restart needed)"))
+        return Outcome(changed, restarted, installed)
+
+
+def environments(paths: Paths, system: System, registry: Registry,
+                 settings: Settings) -> list[str]:
+    lines = []
+    hub = hub_env(paths, registry, settings)
+    if not hub.is_current():
+        lines += [f"hub environment: {c}" for c in hub.ensure(system, uv_path())]
+    user = user_env(paths, registry, settings)
+    if not user.is_current():
+        lines += [f"user environment: {c}" for c in user.ensure(system, uv_path())]
+    return lines
+
+
+def restart_units(system: System, reload_units: bool, restart: set[str], settings: Settings,
+                  timeout: float) -> list[str]:
+    if reload_units:
+        system.systemctl("daemon-reload")
+    done = []
+    for unit in (PROXY_UNIT, HUB_UNIT):  # the hub needs the proxy up first
+        if unit in restart:
+            system.systemctl("restart", unit)
+            done.append(unit)
+    if done:
+        wait_for_hub(system, settings, timeout)
+    return done
+
+
+def rollback(system: System, previous: dict[Path, bytes | None],
+             changed: list[tuple[File, str]], reload_units: bool, restart: set[str]) -> None:
+    for f, _ in changed:
+        old = previous[f.path]
+        if old is None:
+            f.path.unlink(missing_ok=True)
+        else:
+            uid, gid = system.ids(f.owner, f.group)
+            write_atomic(f.path, old, f.mode, uid, gid)
+    if reload_units:
+        system.systemctl("daemon-reload", check=False)
+    for unit in (PROXY_UNIT, HUB_UNIT):
+        if unit in restart:
+            system.systemctl("restart", unit, check=False)
+
