@@ -145,7 +145,12 @@ def _parse(key: Key, text: str) -> Any:
     from . import keytypes as kt
 
     if key.secret and text.startswith("file:"):
-        return text
+        from .settings import check_secret_file
+
+        try:
+            return check_secret_file(text)
+        except kt.BadValue as e:
+            raise UsageError(f"{key.name}: {e}") from None
     try:
         return key.type.parse(text)
     except kt.BadValue as e:

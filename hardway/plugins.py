@@ -21,6 +21,8 @@ DEFAULT_PLUGINS = (
     "hardway_plugins.firstuse",
     "hardway_plugins.systemd",
     "hardway_plugins.traefik",
+    "hardway_plugins.cull",
+    "hardway_plugins.database",
 )
 
 ENTRY_POINT_GROUP = "hardway"
@@ -106,6 +108,10 @@ class Registry:
                     f"{', '.join(self.names(kind))}. A plugin may be missing: install it "
                     "with bootstrap.py --plugin SPEC."
                 )
+        logo = settings["branding.logo"]
+        if logo and not os.access(logo, os.R_OK):
+            raise ConfigError(f"branding.logo: {logo} is not a readable file "
+                              f"(origin: {settings.origins['branding.logo']})")
         for choice in self.selected(settings).values():
             for key in choice.keys():
                 if key.required and settings[key.name] in (None, "", [], {}):

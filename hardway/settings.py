@@ -73,6 +73,12 @@ def core_keys() -> list[Key]:
             "Extra Python packages installed into the users' environment."),
         Key("spawner.http_timeout", kt.Int(10, 3600), 180,
             "Seconds a starting server may take to answer before the spawn fails."),
+        Key("hub.db_url", kt.Str(r"(sqlite|postgresql(\+psycopg2)?)://.*",
+                                 "an SQLAlchemy URL such as postgresql://user:pw@host/db, "
+                                 "or empty for SQLite in /var/lib/hardway"),
+            "", "Hub database. Empty: SQLite in /var/lib/hardway.", secret=True),
+        Key("branding.logo", kt.AbsPath(), None,
+            "Image file shown as the logo on the hub's pages (PNG, SVG or JPEG)."),
     ]
 
 
@@ -168,7 +174,10 @@ class Declarations:
                 if name in self.keys:
                     key = self.keys[name]
                     try:
-                        values[name] = None if value is None else key.type.check(value)
+                        if key.secret and isinstance(value, str) and value.startswith("file:"):
+                            values[name] = check_secret_file(value)
+                        else:
+                            values[name] = None if value is None else key.type.check(value)
                     except kt.BadValue as e:
                         raise ConfigError(f"{where}: {name}: {e}") from None
                     if line:
@@ -185,6 +194,25 @@ class Declarations:
 
         walk(data, "")
         return Layer(origin, _plain(values), lines)
+
+
+def check_secret_file(value: str) -> str:
+    """``file:PATH`` for a secret: PATH must be an absolute path (read at render time)."""
+    if not value.startswith("file:/"):
+        raise kt.BadValue("file: must be followed by an absolute path, e.g. "
+                          "file:/etc/hardway/secrets/db-url")
+    return value
+
+
+def resolve_secret(value: Any) -> Any:
+    """The secret itself: a ``file:PATH`` value is replaced by the file's stripped text."""
+    if isinstance(value, str) and value.startswith("file:"):
+        path = Path(value[5:])
+        try:
+            return path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read the secret file {path}: {e.strerror}") from None
+    return value
 
 
 def _line_of(node: Any, name: str) -> int | None:

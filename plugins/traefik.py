@@ -21,6 +21,7 @@ PROXY_USER = "hardway-proxy"
 API_USER = "hardway"
 ENTRYPOINT = "http"
 API_ENTRYPOINT = "auth_api"
+HEADERS = "hardway-headers"
 
 
 class Traefik(Choice):
@@ -34,6 +35,11 @@ class Traefik(Choice):
                 "Loopback port of Traefik's API (basic auth; the hub uses it)."),
             Key("proxy.traefik.log_level", kt.OneOf("DEBUG", "INFO", "WARN", "ERROR"), "INFO",
                 "Traefik's log level (journalctl -u jupyterhub-proxy)."),
+            Key("proxy.traefik.response_headers",
+                kt.MapOf(kt.Str(r"[^\r\n]*", "header text on one line")), {},
+                "Extra HTTP headers on every response, e.g. X-Robots-Tag=noindex; an empty "
+                "value removes that header. X-Content-Type-Options: nosniff is always sent. "
+                "Changing them restarts nothing."),
         ]
 
     def hub_packages(self, settings: Settings) -> list[str]:
@@ -50,7 +56,9 @@ class Traefik(Choice):
             "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
             "log": {"level": settings["proxy.traefik.log_level"]},
             "entryPoints": {
-                ENTRYPOINT: {"address": f"{address}:{settings['http.port']}"},
+                ENTRYPOINT: {"address": f"{address}:{settings['http.port']}",
+                             # defined in the watched dynamic config: edits need no restart
+                             "http": {"middlewares": [f"{HEADERS}@file"]}},
                 API_ENTRYPOINT: {"address": f"127.0.0.1:{settings['proxy.traefik.api_port']}"},
             },
             "api": {"dashboard": False},
@@ -61,6 +69,10 @@ class Traefik(Choice):
         }
 
     def dynamic_config(self, settings: Settings, ctx: Context) -> dict[str, Any]:
+        # Traefik refuses a headers middleware with nothing in it, so one header is fixed
+        headers: dict[str, Any] = {"contentTypeNosniff": True}
+        if settings["proxy.traefik.response_headers"]:
+            headers["customResponseHeaders"] = settings["proxy.traefik.response_headers"]
         return {
             "http": {
                 "routers": {
@@ -73,7 +85,8 @@ class Traefik(Choice):
                 },
                 "middlewares": {
                     "auth_api": {"basicAuth": {
-                        "users": [f"{API_USER}:{ctx.secrets['proxy_api_hash']}"]}}
+                        "users": [f"{API_USER}:{ctx.secrets['proxy_api_hash']}"]}},
+                    HEADERS: {"headers": headers},
                 },
             }
         }

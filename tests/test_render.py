@@ -78,3 +78,57 @@ def test_allow_all_only_when_asked(paths, registry):
     write_config(paths, "auth:\n  allow_all: true\n")
     config = json.loads(render(paths, registry)[paths.hub_json].content)["config"]
     assert config["Authenticator"]["allow_all"] is True
+
+
+def test_response_headers_are_dynamic_and_never_empty(paths, registry):
+    files = render(paths, registry)
+    static = tomlkit.loads(files[paths.traefik_toml].content.decode()).unwrap()
+    assert static["entryPoints"]["http"]["http"]["middlewares"] == ["hardway-headers@file"]
+    dynamic = tomlkit.loads(files[paths.rules_dir / "00-hardway.toml"].content.decode()).unwrap()
+    assert dynamic["http"]["middlewares"]["hardway-headers"] == {
+        "headers": {"contentTypeNosniff": True}}
+    write_config(paths, "proxy:\n  traefik:\n    response_headers:\n      X-Robots-Tag: noindex\n")
+    again = render(paths, registry)
+    assert again[paths.traefik_toml].content == files[paths.traefik_toml].content
+    dynamic = tomlkit.loads(again[paths.rules_dir / "00-hardway.toml"].content.decode()).unwrap()
+    assert dynamic["http"]["middlewares"]["hardway-headers"]["headers"][
+        "customResponseHeaders"] == {"X-Robots-Tag": "noindex"}
+
+
+def test_cull_service_with_a_scoped_role_not_admin(paths, registry):
+    config = json.loads(render(paths, registry)[paths.hub_json].content)["config"]
+    (service,) = config["JupyterHub"]["services"]
+    assert service["name"] == "idle-culler"
+    assert "--timeout=3600" in service["command"] and "--cull-users=false" in service["command"]
+    assert "admin" not in service
+    (role,) = config["JupyterHub"]["load_roles"]
+    assert role["services"] == ["idle-culler"]
+    assert "admin:users" not in role["scopes"] and "delete:servers" in role["scopes"]
+    write_config(paths, "services:\n  cull:\n    enabled: false\n")
+    config = json.loads(render(paths, registry)[paths.hub_json].content)["config"]
+    assert "services" not in config["JupyterHub"]
+
+
+def test_db_url_logo_and_secret_files(paths, registry, tmp_path):
+    secret = tmp_path / "db-url"
+    secret.write_text("postgresql://hub:s3cret@127.0.0.1/hub\n")
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG")
+    write_config(paths, f"hub:\n  db_url: file:{secret}\nbranding:\n  logo: {logo}\n")
+    from hardway.installer import collect
+
+    settings = load_settings(paths, registry)
+    assert "psycopg2-binary" in collect(registry, settings, "hub")
+    config = json.loads(render(paths, registry)[paths.hub_json].content)["config"]
+    assert config["JupyterHub"]["db_url"] == "postgresql://hub:s3cret@127.0.0.1/hub"
+    assert config["JupyterHub"]["logo_file"] == str(logo)
+
+
+def test_missing_logo_is_refused(paths, registry):
+    import pytest
+
+    from hardway.errors import ConfigError
+
+    write_config(paths, "branding:\n  logo: /nonexistent/logo.png\n")
+    with pytest.raises(ConfigError, match=r"branding\.logo: /nonexistent/logo\.png is not a"):
+        load_settings(paths, registry)

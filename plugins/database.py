@@ -1,0 +1,15 @@
+"""The hub database driver: what ``hub.db_url`` needs in the hub environment."""
+
+from __future__ import annotations
+
+from hardway.hookspecs import hookimpl
+from hardway.settings import Settings, resolve_secret
+
+DRIVERS = {"postgresql": "psycopg2-binary"}
+
+
+@hookimpl
+def hardway_hub_packages(settings: Settings) -> list[str]:
+    url = resolve_secret(settings["hub.db_url"]) or ""
+    scheme = url.split("://", 1)[0].split("+", 1)[0]
+    return [DRIVERS[scheme]] if scheme in DRIVERS else []
