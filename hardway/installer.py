@@ -261,10 +261,15 @@ def hub_url(settings: Settings) -> str:
 
 
 def wait_for_hub(system: System, settings: Settings, timeout: float) -> float:
-    """Wait until the hub answers through the proxy; on failure show the failing unit."""
+    """Wait until the hub answers through the proxy; on failure show the failing unit.
+
+    A unit that fails, or that systemd restarts (Restart=always) while we wait, has
+    failed: say so at once instead of waiting out the timeout.
+    """
     url = hub_url(settings) + "hub/api/"
     t0 = time.monotonic()
     last = ""
+    restarts = {u: system.unit_state(u).get("NRestarts") for u in (PROXY_UNIT, HUB_UNIT)}
     while time.monotonic() - t0 < timeout:
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:
@@ -275,7 +280,8 @@ def wait_for_hub(system: System, settings: Settings, timeout: float) -> float:
         except (urllib.error.URLError, OSError) as e:
             last = str(getattr(e, "reason", e))
         for unit in (PROXY_UNIT, HUB_UNIT):
-            if system.unit_state(unit).get("ActiveState") == "failed":
+            state = system.unit_state(unit)
+            if state.get("ActiveState") == "failed" or state.get("NRestarts") != restarts[unit]:
                 raise ServiceFailed(f"{unit} failed to start. Its last log lines:\n"
                                     + system.journal_tail(unit))
         time.sleep(0.5)

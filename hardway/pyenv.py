@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from importlib import resources
@@ -104,7 +105,9 @@ class Env:
                "--constraints", str(self.constraints)]
         if self.compile_bytecode:
             cmd.append("--compile-bytecode")
-        system.run([*cmd, *self.requirements], env=env, timeout=1800)
+        proc = system.run([*cmd, *self.requirements], env=env, timeout=1800)
         self.stamp_file.write_text(json.dumps(self.wanted_stamp(), indent=1) + "\n")
-        changes.append(f"installed into {self.path}: {', '.join(self.requirements)}")
+        # uv says "Installed N packages" / "Uninstalled ..." only when it changed something
+        if re.search(r"^\s*(Installed|Uninstalled) \d+ package", proc.stdout or "", re.M):
+            changes.append(f"installed into {self.path}: {', '.join(self.requirements)}")
         return changes

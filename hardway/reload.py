@@ -87,8 +87,15 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
             restarted = restart_units(system, reload_units, restart, settings, timeout)
         except ServiceFailed as e:
             rollback(system, previous, changed, reload_units, restart)
-            raise ServiceFailed(f"{e}\nhardway put the previous files back and restarted "
-                                f"{', '.join(sorted(restart))} with them.") from None
+            try:
+                wait_for_hub(system, settings, timeout)
+                back = "the hub answers again"
+            except ServiceFailed:
+                back = "the hub still does not answer: see journalctl -u jupyterhub"
+            raise ServiceFailed(
+                f"{e}\nhardway put the previous files back and restarted "
+                f"{', '.join(sorted(restart))} with them: {back}. Your change is still in "
+                f"{paths.config_file}: fix or unset it, then reload again.") from None
         if not changed and not restarted:
             out("hardway: nothing changed; nothing restarted.")
         else:

@@ -85,7 +85,7 @@ def hub_files(settings: Settings, registry: Registry, ctx: Context) -> list[File
     for extra in reversed(registry.pm.hook.hardway_hub_config(settings=settings, ctx=ctx)):
         config = deep_merge(config, extra or {})
     p = ctx.paths
-    hub_json = json.dumps({"settings": settings.as_dict(), "config": config},
+    hub_json = json.dumps({"settings": settings.for_hub(), "config": config},
                           indent=2, sort_keys=True) + "\n"
     return [
         File(p.hub_config_py, HUB_CONFIG_PY.format(path=str(p.hub_json)).encode(), 0o644,

@@ -37,6 +37,9 @@ class Key:
     owner: str = "hardway"
     #: whether the key must be set (non-empty) when its section is in use
     required: bool = False
+    #: whether the hub process sees it (in hub.json); False for keys only another
+    #: service reads, so that changing them never restarts the hub
+    hub: bool = True
 
     @property
     def section(self) -> str:
@@ -73,7 +76,7 @@ def core_keys() -> list[Key]:
             "Extra Python packages installed into the users' environment."),
         Key("spawner.http_timeout", kt.Int(10, 3600), 180,
             "Seconds a starting server may take to answer before the spawn fails."),
-        Key("hub.db_url", kt.Str(r"(sqlite|postgresql(\+psycopg2)?)://.*",
+        Key("hub.db_url", kt.Str(r"(sqlite|postgresql(\+psycopg)?)://.*",
                                  "an SQLAlchemy URL such as postgresql://user:pw@host/db, "
                                  "or empty for SQLite in /var/lib/hardway"),
             "", "Hub database. Empty: SQLite in /var/lib/hardway.", secret=True),
@@ -272,6 +275,10 @@ class Settings:
 
     def as_dict(self) -> dict[str, Any]:
         return copy.deepcopy(dict(self.values))
+
+    def for_hub(self) -> dict[str, Any]:
+        """The values the hub process is given (keys declared with ``hub=False`` left out)."""
+        return {k: copy.deepcopy(v) for k, v in self.values.items() if self.decl.keys[k].hub}
 
 
 def merge(decl: Declarations, layers: Iterable[Layer]) -> Settings:

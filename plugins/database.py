@@ -5,7 +5,8 @@ from __future__ import annotations
 from hardway.hookspecs import hookimpl
 from hardway.settings import Settings, resolve_secret
 
-DRIVERS = {"postgresql": "psycopg2-binary"}
+#: SQLAlchemy 2.1's default PostgreSQL driver is psycopg (version 3)
+DRIVERS = {"postgresql": "psycopg[binary]"}
 
 
 @hookimpl

@@ -34,12 +34,12 @@ class Traefik(Choice):
             Key("proxy.traefik.api_port", kt.Int(1, 65535), 8099,
                 "Loopback port of Traefik's API (basic auth; the hub uses it)."),
             Key("proxy.traefik.log_level", kt.OneOf("DEBUG", "INFO", "WARN", "ERROR"), "INFO",
-                "Traefik's log level (journalctl -u jupyterhub-proxy)."),
+                "Traefik's log level (journalctl -u jupyterhub-proxy).", hub=False),
             Key("proxy.traefik.response_headers",
                 kt.MapOf(kt.Str(r"[^\r\n]*", "header text on one line")), {},
                 "Extra HTTP headers on every response, e.g. X-Robots-Tag=noindex; an empty "
                 "value removes that header. X-Content-Type-Options: nosniff is always sent. "
-                "Changing them restarts nothing."),
+                "Changing them restarts nothing.", hub=False),
         ]
 
     def hub_packages(self, settings: Settings) -> list[str]:

@@ -118,7 +118,7 @@ def test_db_url_logo_and_secret_files(paths, registry, tmp_path):
     from hardway.installer import collect
 
     settings = load_settings(paths, registry)
-    assert "psycopg2-binary" in collect(registry, settings, "hub")
+    assert "psycopg[binary]" in collect(registry, settings, "hub")
     config = json.loads(render(paths, registry)[paths.hub_json].content)["config"]
     assert config["JupyterHub"]["db_url"] == "postgresql://hub:s3cret@127.0.0.1/hub"
     assert config["JupyterHub"]["logo_file"] == str(logo)
@@ -132,3 +132,12 @@ def test_missing_logo_is_refused(paths, registry):
     write_config(paths, "branding:\n  logo: /nonexistent/logo.png\n")
     with pytest.raises(ConfigError, match=r"branding\.logo: /nonexistent/logo\.png is not a"):
         load_settings(paths, registry)
+
+
+def test_proxy_only_keys_leave_the_hub_config_alone(paths, registry):
+    before = render(paths, registry)
+    write_config(paths, "proxy:\n  traefik:\n    response_headers:\n      X-A: b\n"
+                        "    log_level: DEBUG\n")
+    after = render(paths, registry)
+    assert after[paths.hub_json].content == before[paths.hub_json].content
+    assert after[paths.traefik_toml].content != before[paths.traefik_toml].content
