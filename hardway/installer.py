@@ -84,6 +84,15 @@ def ensure_secret(path: Path, make: Callable[[], str]) -> list[str]:
     return [f"generated {path}"]
 
 
+#: Traefik checks the API password on *every* API request, and the hub makes two per
+#: route it adds. At bcrypt's default cost (12) each check took ~0.3 s of CPU here, which
+#: alone made a route take ~1 s to confirm and starved 20 simultaneous spawns. The
+#: password is 32 random bytes and the API listens on loopback only: a slow hash buys
+#: no safety there, so the cheapest bcrypt cost is used.
+API_HASH_ROUNDS = 4
+API_HASH_PREFIX = b"$2b$04$"
+
+
 def secrets_step(paths: Paths) -> list[str]:
     changes = ensure_dir(paths.secrets, 0o700)
     changes += ensure_secret(paths.secrets / "jupyterhub_cookie_secret",
@@ -92,8 +101,9 @@ def secrets_step(paths: Paths) -> list[str]:
     hash_file = paths.secrets / "proxy_api_password.bcrypt"
     changes += ensure_secret(pw_file, lambda: secrets.token_urlsafe(32))
     password = read_secret(pw_file).encode()
-    if not hash_file.is_file() or not bcrypt.checkpw(password, hash_file.read_bytes().strip()):
-        hashed = bcrypt.hashpw(password, bcrypt.gensalt()).decode()
+    current = hash_file.read_bytes().strip() if hash_file.is_file() else b""
+    if not current.startswith(API_HASH_PREFIX) or not bcrypt.checkpw(password, current):
+        hashed = bcrypt.hashpw(password, bcrypt.gensalt(API_HASH_ROUNDS)).decode()
         write_atomic(hash_file, (hashed + "\n").encode(), 0o600, 0, 0)
         changes.append(f"hashed the proxy API password into {hash_file}")
     return changes
@@ -208,7 +218,7 @@ def user_env(paths: Paths, registry: Registry, settings: Settings) -> pyenv.Env:
     reqs = ["jupyterlab", "notebook", "ipykernel", f"jupyterhub=={hub_version()}",
             *settings["user_environment.packages"], *collect(registry, settings, "user")]
     return pyenv.Env(paths.user_venv, sorted(dict.fromkeys(reqs)), pyenv.pins_file("user"),
-                     compile_bytecode=True)
+                     compile_bytecode=True, excludes=pyenv.pins_file("user-excludes"))
 
 
 def hub_env(paths: Paths, registry: Registry, settings: Settings) -> pyenv.Env:

@@ -70,6 +70,8 @@ class Env:
     #: rebuild when the system Python changed (not for the venv hardway runs from:
     #: bootstrap.py rebuilds that one)
     rebuild: bool = True
+    #: a requirements file of packages kept out (uv --excludes), removed if present
+    excludes: Path | None = None
 
     @property
     def stamp_file(self) -> Path:
@@ -77,8 +79,15 @@ class Env:
 
     def wanted_stamp(self) -> dict[str, object]:
         digest = hashlib.sha256(self.constraints.read_bytes()).hexdigest()
+        excluded = self.excluded()
         return {"python": current_python_version(), "requirements": sorted(self.requirements),
-                "constraints": digest, "bytecode": self.compile_bytecode}
+                "constraints": digest, "bytecode": self.compile_bytecode, "excludes": excluded}
+
+    def excluded(self) -> list[str]:
+        if self.excludes is None:
+            return []
+        lines = (ln.split("#", 1)[0].strip() for ln in self.excludes.read_text().splitlines())
+        return sorted(ln for ln in lines if ln)
 
     def is_current(self) -> bool:
         try:
@@ -105,7 +114,15 @@ class Env:
                "--constraints", str(self.constraints)]
         if self.compile_bytecode:
             cmd.append("--compile-bytecode")
+        if self.excludes is not None:
+            cmd += ["--excludes", str(self.excludes)]
         proc = system.run([*cmd, *self.requirements], env=env, timeout=1800)
+        if self.excluded():  # an older install may still have them
+            gone = system.run([uv, "pip", "uninstall", "--python",
+                               str(self.path / "bin" / "python"), *self.excluded()],
+                              env=env, check=False)
+            if re.search(r"^\s*Uninstalled \d+ package", gone.stdout or "", re.M):
+                changes.append(f"removed from {self.path}: {', '.join(self.excluded())}")
         self.stamp_file.write_text(json.dumps(self.wanted_stamp(), indent=1) + "\n")
         # uv says "Installed N packages" / "Uninstalled ..." only when it changed something
         if re.search(r"^\s*(Installed|Uninstalled) \d+ package", proc.stdout or "", re.M):
