@@ -348,7 +348,11 @@ def install(paths: Paths, system: System, options: Options,
     files_changed: list[tuple[File, str]] = []
 
     def files_step() -> list[str]:
+        from .checks import check_rendered
+
         files = render_all(settings, registry, ctx)
+        if apply_files(files, system, dry_run=True):
+            check_rendered(files, paths)
         files_changed.extend(apply_files(files, system))
         return [f"wrote {f.path} ({why})" for f, why in files_changed]
 

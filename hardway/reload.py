@@ -4,15 +4,13 @@ changed, and roll back to the previous files when a service does not come back."
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from .apply import apply_files, locked, write_atomic
+from .checks import check_rendered
 from .choices import Context, File
-from .errors import ConfigError, ServiceFailed
+from .errors import ServiceFailed
 from .installer import (
     HUB_UNIT,
     PROXY_UNIT,
@@ -37,23 +35,6 @@ class Outcome:
     changed: list[tuple[File, str]]
     restarted: list[str]
     installed: list[str]
-
-
-def check_rendered(files: list[File], paths: Paths) -> None:
-    """Validate the rendered hub config in the hub environment, before anything moves."""
-    hub_json = next((f for f in files if f.path == paths.hub_json), None)
-    if hub_json is None:
-        return
-    with tempfile.TemporaryDirectory(prefix="hardway-staging-") as tmp:
-        staged = Path(tmp) / "hub.json"
-        staged.write_bytes(hub_json.content)
-        proc = subprocess.run([sys.executable, "-m", "hardway.hubcheck", str(staged)],
-                              capture_output=True, text=True)
-    if proc.returncode != 0:
-        problems = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
-        raise ConfigError("the settings render a hub configuration JupyterHub would "
-                          "refuse; nothing was changed or restarted:\n  "
-                          + "\n  ".join(problems[-20:]))
 
 
 def reload(paths: Paths, system: System, force: set[str] | None = None,

@@ -141,3 +141,18 @@ def test_proxy_only_keys_leave_the_hub_config_alone(paths, registry):
     after = render(paths, registry)
     assert after[paths.hub_json].content == before[paths.hub_json].content
     assert after[paths.traefik_toml].content != before[paths.traefik_toml].content
+
+
+def test_rendered_traefik_files_are_checked(paths, registry):
+    from hardway.checks import traefik_problems
+    from hardway.choices import File
+
+    files = list(render(paths, registry).values())
+    assert traefik_problems(files) == []
+    bad = [File(paths.traefik_toml, b'[entryPoint.http]\naddress = ":80"\n', component="proxy"),
+           File(paths.rules_dir / "x.toml", b"[htp.routers.a]\n", component="proxy-dynamic"),
+           File(paths.rules_dir / "y.toml", b"[http\n", component="proxy-dynamic")]
+    found = "\n".join(traefik_problems(bad))
+    assert "no static configuration section 'entryPoint'" in found
+    assert "no dynamic configuration section 'htp'" in found
+    assert "y.toml: not valid TOML" in found
