@@ -91,6 +91,15 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def cmd_lti(args: argparse.Namespace, paths: Paths) -> int:
+    from hardway_plugins.lti import lms_instructions
+
+    from .plugins import Registry, load_settings, make_manager
+
+    print(lms_instructions(load_settings(paths, Registry(make_manager()))), end="")
+    return 0
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="hardway", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hardway {__version__}")
@@ -109,6 +118,9 @@ def build_parser() -> ArgumentParser:
 
     p = sub.add_parser("status", help="state of the services and where things come from")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("lti", help="what the LMS admin must paste (auth.type lti11/lti13)")
+    p.set_defaults(func=cmd_lti)
 
     from .config_cli import add_config_parser
 

@@ -30,13 +30,11 @@ def _resolve(name: str, group: str) -> Any:
     raise ImportError(f"no {group} entry point named {name!r}")
 
 
-class _Stub:
-    """Stands in for an instance: element validation only looks at this flag."""
+def _stub() -> Any:
+    """A bare HasTraits stands in for the instance trait validation expects."""
+    from traitlets import HasTraits
 
-    _cross_validation_lock = True
-
-
-_STUB = _Stub()
+    return HasTraits()
 
 
 def problems(config: dict[str, Any]) -> list[str]:
@@ -47,6 +45,7 @@ def problems(config: dict[str, Any]) -> list[str]:
     from traitlets import TraitError
 
     out: list[str] = []
+    stub = _stub()
     hub = config.get("JupyterHub", {})
     classes: dict[str, Any] = {"JupyterHub": JupyterHub, "Authenticator": Authenticator,
                                "Spawner": Spawner, "Proxy": Proxy}
@@ -73,7 +72,7 @@ def problems(config: dict[str, Any]) -> list[str]:
                 out.append(f"{section}.{name}: {section} has no such setting")
                 continue
             try:
-                traits[name].validate(_STUB, value)
+                traits[name].validate(stub, value)
             except (TraitError, TypeError, ValueError) as e:
                 out.append(f"{section}.{name} = {value!r}: {e}")
     return out

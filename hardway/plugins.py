@@ -19,6 +19,12 @@ from .settings import Declarations, Key, Layer, Settings, core_keys, merge, read
 #: The built-in choices, registered exactly as third-party plugins are (by module).
 DEFAULT_PLUGINS = (
     "hardway_plugins.firstuse",
+    "hardway_plugins.native",
+    "hardway_plugins.dummy",
+    "hardway_plugins.pam",
+    "hardway_plugins.lti",
+    "hardway_plugins.oauth",
+    "hardway_plugins.ldap",
     "hardway_plugins.systemd",
     "hardway_plugins.traefik",
     "hardway_plugins.cull",

@@ -80,7 +80,9 @@ def core_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
 
 def hub_files(settings: Settings, registry: Registry, ctx: Context) -> list[File]:
     config = core_hub_config(settings, ctx)
-    for choice in registry.selected(settings).values():
+    # proxy, then spawner, then authenticator: the authenticator has the last word, since
+    # it decides who users are (pam, for one, maps hub users to existing unix accounts)
+    for choice in reversed(list(registry.selected(settings).values())):
         config = deep_merge(config, choice.hub_config(settings, ctx))
     for extra in reversed(registry.pm.hook.hardway_hub_config(settings=settings, ctx=ctx)):
         config = deep_merge(config, extra or {})

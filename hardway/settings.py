@@ -51,6 +51,9 @@ def core_keys() -> list[Key]:
     user_list = kt.ListOf(kt.USERNAME)
     return [
         Key("base_url", kt.BaseUrl(), "/", "URL path under which the hub is served."),
+        Key("public_url", kt.Url(), None,
+            "Address users reach the hub at, e.g. https://hub.example.edu/ (with base_url); "
+            "OAuth callbacks and the LTI configuration are built from it."),
         Key("http.address", kt.Str(accepted="an IP address, or empty for all addresses"), "",
             "Address the proxy listens on for HTTP; empty means every address."),
         Key("http.port", kt.Int(1, 65535), 80, "Port the proxy listens on for HTTP."),

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from systemdspawner import SystemdSpawner
-from traitlets import Integer, Unicode, default
+from traitlets import Bool, Integer, Unicode, default
 
 from .systemd import unix_name
 
@@ -22,6 +22,9 @@ class HardwaySystemdSpawner(SystemdSpawner):
     user_prefix = Unicode("jupyter-", config=True, help="Prefix of created unix accounts.")
     admin_group = Unicode("jupyterhub-admins", config=True, help="Unix group of hub admins.")
     home_base = Unicode("/home", config=True, help="Where home directories are created.")
+    existing_users_only = Bool(
+        False, config=True,
+        help="Run servers as existing accounts (pam): create none, refuse uid < 1000.")
     max_starting = Integer(
         config=True,
         help="""How many servers may be starting (importing Jupyter) at the same moment.
@@ -55,6 +58,17 @@ class HardwaySystemdSpawner(SystemdSpawner):
     async def ensure_unix_user(self) -> None:
         name = self.unix_username
         marker = owner_comment(self.user.name)
+        if self.existing_users_only:
+            try:
+                entry = pwd.getpwnam(name)
+            except KeyError:
+                raise RuntimeError(f"there is no unix account {name!r} to run "
+                                   f"{self.user.name}'s server as") from None
+            if entry.pw_uid < 1000:
+                raise RuntimeError(f"refusing to run a server as system account {name!r} "
+                                   f"(uid {entry.pw_uid})")
+            await self._sync_admin_group(name)
+            return
         async with _user_lock:
             try:
                 entry = pwd.getpwnam(name)
@@ -76,11 +90,14 @@ class HardwaySystemdSpawner(SystemdSpawner):
                 raise RuntimeError(
                     f"unix user {name} belongs to {entry.pw_gecos!r}, not {marker!r}: "
                     "refusing to start this server as that user")
-            in_group = name in _group_members(self.admin_group)
-            if self.user.admin and not in_group:
-                await self._run("usermod", "--append", "--groups", self.admin_group, name)
-            elif not self.user.admin and in_group:
-                await self._run("gpasswd", "--delete", name, self.admin_group)
+            await self._sync_admin_group(name)
+
+    async def _sync_admin_group(self, name: str) -> None:
+        in_group = name in _group_members(self.admin_group)
+        if self.user.admin and not in_group:
+            await self._run("usermod", "--append", "--groups", self.admin_group, name)
+        elif not self.user.admin and in_group:
+            await self._run("gpasswd", "--delete", name, self.admin_group)
 
     async def start(self) -> Any:
         global _starting

@@ -123,10 +123,12 @@ def test_spawner_creates_the_unix_user_once_and_calls_hardway_new_user(monkeypat
     monkeypatch.setattr(ss, "_group_members", lambda g: [])
     user = types.SimpleNamespace(name="alice@example.edu", id=7, admin=True)
     spawner = types.SimpleNamespace(user=user, user_prefix="jupyter-", home_base="/home",
-                                    admin_group="jupyterhub-admins",
+                                    admin_group="jupyterhub-admins", existing_users_only=False,
                                     log=types.SimpleNamespace(info=lambda *a: None))
     spawner.unix_username = ss.unix_name(user.name, "jupyter-")
     spawner._run = lambda *cmd: run(spawner, *cmd)
+    spawner._sync_admin_group = lambda name: ss.HardwaySystemdSpawner._sync_admin_group(
+        spawner, name)
     asyncio.run(ss.HardwaySystemdSpawner.ensure_unix_user(spawner))
     asyncio.run(ss.HardwaySystemdSpawner.ensure_unix_user(spawner))
     assert [c[0] for c in commands] == ["useradd", "usermod", "usermod"]

@@ -85,13 +85,13 @@ def registry_plus():
 
 
 def test_builtins_are_plugins(registry):
-    assert registry.names("auth") == ["firstuse"]
+    assert registry.names("auth") == ["dummy", "firstuse", "generic", "github", "ldap",
+                                      "lti11", "lti13", "native", "pam"]
     assert registry.names("spawner") == ["systemd"]
     assert registry.names("proxy") == ["traefik"]
     owners = {registry.owners[k] for k in registry.owners}
-    assert owners == {"hardway_plugins.firstuse", "hardway_plugins.systemd",
-                      "hardway_plugins.traefik"}
     assert owners < set(DEFAULT_PLUGINS)
+    assert registry.owners[("auth", "lti13")] == "hardway_plugins.lti"
 
 
 def test_third_party_choice_keys_and_validation(paths, registry_plus):
@@ -153,8 +153,9 @@ def test_duplicate_choice_names_both_plugins():
 
 
 def test_a_plugin_can_be_blocked(monkeypatch):
-    monkeypatch.setenv("HARDWAY_BLOCK_PLUGINS", "hardway_plugins.firstuse")
-    assert Registry(make_manager(load_entrypoints=False)).names("auth") == []
+    monkeypatch.setenv("HARDWAY_BLOCK_PLUGINS", "hardway_plugins.firstuse,hardway_plugins.lti")
+    names = Registry(make_manager(load_entrypoints=False)).names("auth")
+    assert "firstuse" not in names and "lti11" not in names and "native" in names
 
 
 def test_keys_outside_the_prefix_are_refused():

@@ -76,7 +76,8 @@ def test_section_given_a_scalar(paths, registry):
 
 def test_unknown_auth_type_lists_installed(paths, registry):
     write_config(paths, "auth:\n  type: lti42\n")
-    with pytest.raises(ConfigError, match=r"no auth plugin named 'lti42'.*Installed: firstuse"):
+    with pytest.raises(ConfigError,
+                       match=r"no auth plugin named 'lti42'.*Installed: dummy, firstuse, gen"):
         load_settings(paths, registry)
 
 

@@ -1,0 +1,143 @@
+"""Each authenticator plugin: its keys, its refusals, and a rendered hub config that
+JupyterHub's own classes accept (hardway.hubcheck, against the installed packages).
+The live flows against real identity providers are in integration-tests/."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import write_config
+
+from hardway.choices import Context
+from hardway.cli import main
+from hardway.errors import ConfigError
+from hardway.hubcheck import problems
+from hardway.plugins import load_settings
+from hardway.render import render_all
+
+CONFIGS = {
+    "firstuse": "",
+    "dummy": "  dummy:\n    password: demo-pass\n    allow_insecure: true\n",
+    "native": "  native:\n    open_signup: false\n",
+    "pam": "  pam:\n    allowed_groups: [students]\n",
+    "lti11": "  lti11:\n    consumers:\n      canvas-key: canvas-secret\n",
+    "lti13": ("  lti13:\n    issuer: https://canvas.instructure.com\n"
+              "    client_id: ['0123000000000042']\n"
+              "    authorize_url: https://lms.example.edu/api/lti/authorize_redirect\n"
+              "    jwks_url: https://lms.example.edu/api/lti/security/jwks\n"),
+    "generic": ("  generic:\n    client_id: hub\n    client_secret: s3cret\n"
+                "    authorize_url: https://id.example.edu/auth\n"
+                "    token_url: https://id.example.edu/token\n"
+                "    userdata_url: https://id.example.edu/userinfo\n"
+                "    groups_claim: groups\n    allowed_groups: [students]\n"
+                "    admin_groups: [staff]\n"),
+    "github": ("  github:\n    client_id: abc\n    client_secret: def\n"
+               "    allowed_organizations: [jupyterhub, 'jupyterhub:team']\n"),
+    "ldap": ("  ldap:\n    server: ldap.example.edu\n"
+             "    bind_dn_template: ['uid={username},ou=people,dc=example,dc=edu']\n"
+             "    allowed_groups: ['cn=students,ou=groups,dc=example,dc=edu']\n"),
+}
+
+
+def hub_config(paths, registry, name: str) -> dict:
+    write_config(paths, f"public_url: https://hub.example.edu/\nauth:\n  type: {name}\n"
+                        + CONFIGS[name])
+    settings = load_settings(paths, registry)
+    ctx = Context(paths, {"proxy_api_hash": "h"}, pm=registry.pm)
+    files = {f.path: f for f in render_all(settings, registry, ctx)}
+    return json.loads(files[paths.hub_json].content)["config"]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_rendered_config_is_accepted_by_jupyterhub_classes(paths, registry, name):
+    config = hub_config(paths, registry, name)
+    assert problems(config) == []
+
+
+def test_allow_all_is_explicit_per_authenticator(paths, registry):
+    allow = {n: hub_config(paths, registry, n)["Authenticator"].get("allow_all")
+             for n in CONFIGS}
+    # the launch, the approval, the directory or the shared password is the gate
+    assert allow["lti11"] is allow["lti13"] is allow["native"] is allow["dummy"] is True
+    # groups or organisations restrict these, so no allow_all
+    assert allow["ldap"] is None and allow["generic"] is None and allow["github"] is None
+    assert allow["pam"] is None and allow["firstuse"] is None
+
+
+def test_lti13_without_jwks_url_is_refused_naming_the_key(paths, registry, capsys,
+                                                          monkeypatch):
+    monkeypatch.setenv("HARDWAY_ROOT", str(paths.root))
+    write_config(paths, "auth:\n  lti13:\n    issuer: https://canvas.instructure.com\n"
+                        "    client_id: ['42']\n"
+                        "    authorize_url: https://lms.example.edu/authorize\n")
+    before = paths.config_file.read_bytes()
+    assert main(["config", "set", "auth.type", "lti13"]) == 2
+    err = capsys.readouterr().err
+    assert "auth.lti13.jwks_url is required when auth.type is lti13" in err
+    assert paths.config_file.read_bytes() == before
+
+
+def test_lti13_refuses_plain_http_endpoints(paths, registry):
+    write_config(paths, "auth:\n  type: lti13\n" + CONFIGS["lti13"].replace(
+        "https://lms.example.edu/api/lti/security", "http://lms.example.edu/api/lti/security"))
+    with pytest.raises(ConfigError, match=r"auth\.lti13\.jwks_url.*must use https"):
+        load_settings(paths, registry)
+
+
+def test_dummy_must_be_asked_for_explicitly(paths, registry):
+    write_config(paths, "auth:\n  type: dummy\n  dummy:\n    password: x\n")
+    with pytest.raises(ConfigError, match="allow_insecure"):
+        load_settings(paths, registry)
+    config = hub_config(paths, registry, "dummy")
+    assert "dummy authenticator" in config["JupyterHub"]["template_vars"]["announcement"]
+
+
+def test_oauth_needs_the_public_url_and_a_groups_claim(paths, registry):
+    write_config(paths, "auth:\n  type: github\n" + CONFIGS["github"])
+    with pytest.raises(ConfigError, match="public_url is required"):
+        load_settings(paths, registry)
+    config = hub_config(paths, registry, "generic")["GenericOAuthenticator"]
+    assert config["oauth_callback_url"] == "https://hub.example.edu/hub/oauth_callback"
+    assert config["enable_pkce"] is True and config["manage_groups"] is True
+    write_config(paths, "public_url: https://hub.example.edu/\nauth:\n  type: generic\n"
+                 + CONFIGS["generic"].replace("    groups_claim: groups\n", ""))
+    with pytest.raises(ConfigError, match="groups_claim is required"):
+        load_settings(paths, registry)
+
+
+def test_pam_runs_servers_as_the_account_itself(paths, registry):
+    config = hub_config(paths, registry, "pam")
+    assert config["HardwaySystemdSpawner"]["user_prefix"] == ""
+    assert config["HardwaySystemdSpawner"]["existing_users_only"] is True
+    assert config["PAMAuthenticator"]["allowed_groups"] == ["students"]
+
+
+def test_lti_secrets_are_masked_and_may_come_from_files(paths, registry, capsys,
+                                                        monkeypatch, tmp_path):
+    monkeypatch.setenv("HARDWAY_ROOT", str(paths.root))
+    secret = tmp_path / "canvas-secret"
+    secret.write_text("from-a-file\n")
+    write_config(paths, f"auth:\n  type: lti11\n  lti11:\n    consumers:\n"
+                        f"      canvas-key: file:{secret}\n")
+    assert main(["config", "show", "auth.lti11"]) == 0
+    out = capsys.readouterr().out
+    assert "auth.lti11.consumers = ********" in out and "from-a-file" not in out
+    settings = load_settings(paths, registry)
+    ctx = Context(paths, {"proxy_api_hash": "h"}, pm=registry.pm)
+    files = {f.path: f for f in render_all(settings, registry, ctx)}
+    config = json.loads(files[paths.hub_json].content)["config"]
+    assert config["LTI11Authenticator"]["consumers"] == {"canvas-key": "from-a-file"}
+
+
+def test_hardway_lti_prints_what_the_lms_needs(paths, capsys, monkeypatch):
+    monkeypatch.setenv("HARDWAY_ROOT", str(paths.root))
+    write_config(paths, "public_url: https://hub.example.edu/\nauth:\n  type: lti13\n"
+                 + CONFIGS["lti13"])
+    assert main(["lti"]) == 0
+    out = capsys.readouterr().out
+    assert "https://hub.example.edu/hub/lti13/oauth_login" in out
+    assert "https://hub.example.edu/hub/lti13/oauth_callback" in out
+    write_config(paths, "auth:\n  type: lti11\n" + CONFIGS["lti11"])
+    assert main(["lti"]) == 2
+    assert "public_url is not set" in capsys.readouterr().err
