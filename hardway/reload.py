@@ -16,6 +16,7 @@ from .installer import (
     PROXY_UNIT,
     hub_env,
     public_secrets,
+    read_state,
     restart_plan,
     user_env,
     uv_path,
@@ -56,6 +57,10 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
             out("would restart: " + (", ".join(sorted(restart)) or "nothing"))
             return Outcome(changed, sorted(restart), [])
         installed = environments(paths, system, registry, settings)
+        # a newly chosen plugin may need its prerequisites (groups, directories...)
+        ctx.state.update(read_state(paths))
+        installed += [c for choice in registry.selected(settings).values()
+                      for c in choice.install(settings, ctx)]
         for line in installed:
             out(line)
         previous = {f.path: (f.path.read_bytes() if f.path.exists() else None)
