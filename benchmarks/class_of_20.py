@@ -35,7 +35,7 @@ def main() -> int:
               timeout=1800)
         for r in range(args.rounds):
             result = class_arrives("http://127.0.0.1", args.users, prefix=f"r{r}s")
-            rounds.append(result.figures())
+            rounds.append({**result.figures(), "failures": result.failures})
             # stop this round's servers so rounds do not pile up
             c.run(["bash", "-c", "systemctl stop 'jupyter-r*-singleuser.service' || true"])
     finally:
@@ -43,8 +43,8 @@ def main() -> int:
     summary = {"figure": f"class_of_{args.users}", "unit": "s",
                "failed_total": sum(r["failed"] for r in rounds),
                "wall_median": statistics.median(r["wall_s"] for r in rounds),
-               "p50_median": statistics.median(r["p50_s"] for r in rounds if r["p50_s"]),
-               "p95_median": statistics.median(r["p95_s"] for r in rounds if r["p95_s"]),
+               "p50_median": statistics.median([r["p50_s"] or float("nan") for r in rounds]),
+               "p95_median": statistics.median([r["p95_s"] or float("nan") for r in rounds]),
                "rounds": rounds}
     print(json.dumps(summary, indent=2))
     return 0

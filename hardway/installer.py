@@ -351,8 +351,7 @@ def install(paths: Paths, system: System, options: Options,
         from .checks import check_rendered
 
         files = render_all(settings, registry, ctx)
-        if apply_files(files, system, dry_run=True):
-            check_rendered(files, paths)
+        check_rendered([f for f, _ in apply_files(files, system, dry_run=True)], paths)
         files_changed.extend(apply_files(files, system))
         return [f"wrote {f.path} ({why})" for f, why in files_changed]
 

@@ -4,6 +4,7 @@ changed, and roll back to the previous files when a service does not come back."
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,8 +48,8 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         settings = load_settings(paths, registry)
         ctx = Context(paths, public_secrets(paths), system, pm=registry.pm)
         files = render_all(settings, registry, ctx)
-        check_rendered(files, paths)
         changed = apply_files(files, system, dry_run=True)
+        check_rendered([f for f, _ in changed], paths)  # unchanged files were checked before
         for f, why in changed:
             out(f"{'would change' if dry_run else 'changing'} {f.path} ({why})")
         if dry_run:
@@ -58,9 +59,13 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
             return Outcome(changed, sorted(restart), [])
         installed = environments(paths, system, registry, settings)
         # a newly chosen plugin may need its prerequisites (groups, directories...)
-        ctx.state.update(read_state(paths))
+        old_state = read_state(paths)
+        ctx.state.update(old_state)
         installed += [c for choice in registry.selected(settings).values()
                       for c in choice.install(settings, ctx)]
+        if ctx.state != old_state:
+            write_atomic(paths.install_state,
+                         (json.dumps(ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
         for line in installed:
             out(line)
         previous = {f.path: (f.path.read_bytes() if f.path.exists() else None)

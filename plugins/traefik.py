@@ -153,11 +153,16 @@ class Traefik(Choice):
         changes += ensure_dir(p.rules_dir, 0o750, 0, gid)
         changes += ensure_dir(p.acme_dir, 0o700, uid, gid)
         local = ctx.traefik_local
-        installed = traefik_binary.ensure(p.traefik_binary, system, local, ctx.notes)
+        known = ctx.state.get("traefik")
+        installed = traefik_binary.ensure(p.traefik_binary, system, local, ctx.notes, known)
         if installed is not None:
             changes.append(f"installed Traefik {installed.version} from {installed.source}")
             ctx.state["traefik"] = {"version": installed.version, "source": installed.source,
-                                    "sha256": installed.sha256}
+                                    "sha256": installed.sha256,
+                                    "stamp": traefik_binary.file_stamp(p.traefik_binary)}
+        elif isinstance(known, dict) and local is None:
+            # checked and current: remember its stamp so the next run need not hash it
+            ctx.state["traefik"] = {**known, "stamp": traefik_binary.file_stamp(p.traefik_binary)}
         return changes
 
 
