@@ -8,10 +8,10 @@ those users and the admins may log in.
 from __future__ import annotations
 
 import dbm
-import os
 from typing import Any
 
 from hardway import keytypes as kt
+from hardway.apply import ensure_dir
 from hardway.choices import Choice, Context
 from hardway.hookspecs import hookimpl
 from hardway.settings import Key, Settings
@@ -44,6 +44,10 @@ class FirstUse(Choice):
             },
         }
 
+    def install(self, settings: Settings, ctx: Context) -> list[str]:
+        """The password database's directory, root-only (the hub creates the file)."""
+        return ensure_dir(ctx.paths.firstuse_db.parent, 0o700)
+
     def post_install(self, settings: Settings, ctx: Context) -> list[str]:
         """Store the passwords given with ``--admin NAME:PASSWORD`` (bcrypt, as firstuse)."""
         if not ctx.admin_passwords:
@@ -51,8 +55,7 @@ class FirstUse(Choice):
         import bcrypt
 
         db_path = ctx.paths.firstuse_db
-        db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(db_path.parent, 0o700)
+        ensure_dir(db_path.parent, 0o700)
         changes = []
         with dbm.open(str(db_path), "c", 0o600) as db:
             for name, password in sorted(ctx.admin_passwords.items()):

@@ -94,6 +94,17 @@ def test_post_install_seeds_admin_passwords_and_calls_hardway_post_install(paths
     assert (paths.firstuse_db.parent.stat().st_mode & 0o777) == 0o700
 
 
+def test_firstuse_install_makes_its_database_directory(paths):
+    """Without it, the first login of a hub installed with --admin NAME (no password)
+    failed with a 500: firstuse opens its dbm file but creates no directory."""
+    registry = Registry(manager())
+    settings = load_settings(paths, registry)
+    choice = registry.selected(settings)["auth"]
+    assert choice.install(settings, Context(paths)) == [f"created {paths.firstuse_db.parent}"]
+    assert (paths.firstuse_db.parent.stat().st_mode & 0o777) == 0o700
+    assert choice.install(settings, Context(paths)) == []
+
+
 def test_spawner_creates_the_unix_user_once_and_calls_hardway_new_user(monkeypatch, paths):
     import asyncio
     import pwd
