@@ -7,6 +7,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .apply import apply_files, locked, write_atomic
 from .checks import check_rendered
@@ -47,18 +48,25 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         registry = Registry(make_manager())
         settings = load_settings(paths, registry)
         ctx = Context(paths, public_secrets(paths), system, pm=registry.pm)
-        files = render_all(settings, registry, ctx)
-        changed = apply_files(files, system, dry_run=True)
-        check_rendered([f for f, _ in changed], paths)  # unchanged files were checked before
-        for f, why in changed:
-            out(f"{'would change' if dry_run else 'changing'} {f.path} ({why})")
         if dry_run:
+            files = render_all(settings, registry, ctx)
+            changed = apply_files(files, system, dry_run=True)
+            for f, why in changed:
+                out(f"would change {f.path} ({why})")
+            missing = [e.path.name for e in env_specs(paths, registry, settings)
+                       if not e.is_current()]
+            if missing:
+                out(f"would install packages into: {', '.join(missing)} (the hub config is "
+                    "checked once they are there)")
+            else:
+                check_rendered([f for f, _ in changed], paths)
             reload_units, restart = restart_plan(changed)
             restart |= {UNIT_OF[c] for c in force}
             out("would restart: " + (", ".join(sorted(restart)) or "nothing"))
             return Outcome(changed, sorted(restart), [])
+        # packages and prerequisites first: the check below imports the chosen classes.
+        # The running hub does not load new packages until it restarts.
         installed = environments(paths, system, registry, settings)
-        # a newly chosen plugin may need its prerequisites (groups, directories...)
         old_state = read_state(paths)
         ctx.state.update(old_state)
         installed += [c for choice in registry.selected(settings).values()
@@ -68,6 +76,11 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
                          (json.dumps(ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
         for line in installed:
             out(line)
+        files = render_all(settings, registry, ctx)
+        changed = apply_files(files, system, dry_run=True)
+        check_rendered([f for f, _ in changed], paths)  # unchanged files were checked before
+        for f, why in changed:
+            out(f"changing {f.path} ({why})")
         previous = {f.path: (f.path.read_bytes() if f.path.exists() else None)
                     for f, _ in changed}
         apply_files([f for f, _ in changed], system)
@@ -94,15 +107,17 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         return Outcome(changed, restarted, installed)
 
 
+def env_specs(paths: Paths, registry: Registry, settings: Settings) -> list[Any]:
+    return [hub_env(paths, registry, settings), user_env(paths, registry, settings)]
+
+
 def environments(paths: Paths, system: System, registry: Registry,
                  settings: Settings) -> list[str]:
     lines = []
-    hub = hub_env(paths, registry, settings)
-    if not hub.is_current():
-        lines += [f"hub environment: {c}" for c in hub.ensure(system, uv_path())]
-    user = user_env(paths, registry, settings)
-    if not user.is_current():
-        lines += [f"user environment: {c}" for c in user.ensure(system, uv_path())]
+    for label, env in zip(("hub environment", "user environment"),
+                          env_specs(paths, registry, settings), strict=True):
+        if not env.is_current():
+            lines += [f"{label}: {c}" for c in env.ensure(system, uv_path())]
     return lines
 
 
