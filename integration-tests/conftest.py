@@ -73,3 +73,17 @@ def installed():
 def hub():
     """Another freshly installed hub, for tests that change its settings."""
     yield from install_fresh("hw-config")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    if rep.when == "call" and rep.failed:
+        for name in ("hub", "installed"):
+            inst = item.funcargs.get(name)
+            if isinstance(inst, Installed) and inst.c.init_pid:
+                journal = inst.c.run(["journalctl", "--no-pager", "-n", "60", "-o", "cat",
+                                      "-u", "jupyterhub", "-u", "jupyterhub-proxy"],
+                                     check=False).stdout
+                rep.sections.append((f"journal of {inst.c.name}", journal))
+    return rep

@@ -35,7 +35,8 @@ class Native(Choice):
 
     def hub_config(self, settings: Settings, ctx: Context) -> dict[str, Any]:
         return {
-            "JupyterHub": {"authenticator_class": "native"},
+            "JupyterHub": {"authenticator_class":
+                           "hardway_plugins.native_compat.HardwayNativeAuthenticator"},
             "NativeAuthenticator": {
                 "open_signup": settings["auth.native.open_signup"],
                 "minimum_password_length": settings["auth.native.minimum_password_length"],

@@ -141,3 +141,12 @@ def test_hardway_lti_prints_what_the_lms_needs(paths, capsys, monkeypatch):
     write_config(paths, "auth:\n  type: lti11\n" + CONFIGS["lti11"])
     assert main(["lti"]) == 2
     assert "public_url is not set" in capsys.readouterr().err
+
+
+def test_native_login_handler_works_on_jupyterhub_6():
+    """nativeauthenticator 1.3.0 times logins with handler.statsd, gone in JupyterHub 6."""
+    from hardway_plugins.native_compat import HardwayNativeAuthenticator
+
+    handlers = dict(HardwayNativeAuthenticator().get_handlers(None))
+    timer = handlers["/login"].statsd.timer("login.authenticate").start()
+    assert timer.stop(send=False) is None
