@@ -145,8 +145,10 @@ def test_hardway_lti_prints_what_the_lms_needs(paths, capsys, monkeypatch):
 
 def test_native_login_handler_works_on_jupyterhub_6():
     """nativeauthenticator 1.3.0 times logins with handler.statsd, gone in JupyterHub 6."""
-    from hardway_plugins.native_compat import HardwayNativeAuthenticator
+    from hardway_plugins.native_compat import _with_statsd
+    from nativeauthenticator.handlers import LoginHandler
 
-    handlers = dict(HardwayNativeAuthenticator().get_handlers(None))
-    timer = handlers["/login"].statsd.timer("login.authenticate").start()
+    handler = _with_statsd(LoginHandler)
+    assert issubclass(handler, LoginHandler) and handler.__name__ == "LoginHandler"
+    timer = handler.statsd.timer("login.authenticate").start()
     assert timer.stop(send=False) is None
