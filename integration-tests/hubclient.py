@@ -117,3 +117,49 @@ class HubUser:
             raise HubError(f"no reply from the kernel in {timeout} s")
         finally:
             ws.close()
+
+
+def wait_for_hub(base: str, timeout: float = 120) -> float:
+    """Poll the hub's API through the proxy until it answers 200; seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            if requests.get(base.rstrip("/") + "/hub/api/", timeout=5).status_code == 200:
+                return time.monotonic() - t0
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise HubError(f"the hub did not answer at {base} within {timeout} s")
+
+
+class RequestLoop:
+    """GET a user's server through the proxy every ``interval`` seconds in a thread, for as
+    long as the ``with`` block runs; ``statuses`` holds each answer (-1: no answer)."""
+
+    def __init__(self, user: HubUser, path: str, interval: float = 0.05):
+        import threading
+
+        self.user, self.path, self.interval = user, path, interval
+        self.statuses: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.statuses.append(self.user.api("GET", self.path, timeout=10).status_code)
+            except requests.RequestException:
+                self.statuses.append(-1)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> RequestLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def failed(self) -> list[int]:
+        return [s for s in self.statuses if s != 200]

@@ -4,12 +4,11 @@ changed, refusals that leave the hub serving, and the keys that reach a real hub
 from __future__ import annotations
 
 import base64
-import threading
 import time
 
 import requests
 from conftest import record
-from hubclient import HubUser
+from hubclient import HubUser, RequestLoop
 from test_install import unit_props
 
 HUB = "jupyterhub.service"
@@ -66,38 +65,23 @@ def test_reload_of_a_hub_change_restarts_the_hub_only_and_drops_nothing(hub):
     u.make_token()
     u.start_server()
     before = pids(hub)
-    results: list[int] = []
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            try:
-                results.append(u.api("GET", "/user/alice/api/status", timeout=10).status_code)
-            except requests.RequestException:
-                results.append(-1)
-            time.sleep(0.05)
-
-    t = threading.Thread(target=loop)
-    t.start()
-    try:
+    with RequestLoop(u, "/user/alice/api/status") as loop:
         hw(hub, "config", "set", "limits.memory", "512M")
         t0 = time.monotonic()
         r = hw(hub, "config", "reload")
         took = time.monotonic() - t0
         time.sleep(1)
-    finally:
-        stop.set()
-        t.join()
     assert "restarted: jupyterhub.service" in r.stdout, r.stdout
     after = pids(hub)
     assert after[PROXY] == before[PROXY] and after[HUB] != before[HUB]
-    failed = [s for s in results if s != 200]
-    record("reload-hub-request-loop", {"figure": len(results), "failed": len(failed),
+    record("reload-hub-request-loop", {"figure": len(loop.statuses),
+                                       "failed": len(loop.failed),
                                        "reload_s": took, "unit": "requests",
                                        "how": "GET alice's server through the proxy every "
                                               "50 ms during `hardway config reload` of a "
                                               "hub-only change"})
-    assert results and not failed, f"{len(failed)} of {len(results)} failed"
+    assert loop.statuses and not loop.failed, \
+        f"{len(loop.failed)} of {len(loop.statuses)} failed"
     # the new limit applies to the next server start
     u.api("DELETE", "/hub/api/users/alice/server")
     deadline = time.monotonic() + 60

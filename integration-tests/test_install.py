@@ -7,12 +7,11 @@ one reboots it.
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 
 import requests
 from conftest import record
-from hubclient import HubUser
+from hubclient import HubUser, RequestLoop, wait_for_hub
 from scenarios import class_arrives
 
 HUB = "jupyterhub.service"
@@ -123,42 +122,17 @@ def test_05_hub_restart_keeps_alice_server_reachable(installed):
     u.start_server()
     server_unit = "jupyter-alice-singleuser.service"
     before = unit_props(c, server_unit, "InvocationID", "MainPID")
-    results: list[int] = []
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            try:
-                r = u.api("GET", "/user/alice/api/status", timeout=10)
-                results.append(r.status_code)
-            except requests.RequestException:
-                results.append(-1)
-            time.sleep(0.05)
-
-    t = threading.Thread(target=loop)
-    t.start()
-    try:
+    with RequestLoop(u, "/user/alice/api/status") as loop:
         time.sleep(1)
         c.run(["systemctl", "restart", HUB])
-        # until the hub itself answers again, and a bit more
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(installed.base + "/hub/api/", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        time.sleep(2)
-    finally:
-        stop.set()
-        t.join()
-    failed = [s for s in results if s != 200]
-    record("hub-restart-request-loop", {"figure": len(results), "failed": len(failed),
-                                        "unit": "requests",
+        wait_for_hub(installed.base, 60)  # until the hub itself answers again...
+        time.sleep(2)  # ...and a bit more
+    record("hub-restart-request-loop", {"figure": len(loop.statuses),
+                                        "failed": len(loop.failed), "unit": "requests",
                                         "how": "GET /user/alice/api/status through the proxy "
                                                "every 50 ms across systemctl restart jupyterhub"})
-    assert results and not failed, f"{len(failed)} of {len(results)} failed: {set(failed)}"
+    assert loop.statuses and not loop.failed, \
+        f"{len(loop.failed)} of {len(loop.statuses)} failed: {set(loop.failed)}"
     after = unit_props(c, server_unit, "InvocationID", "MainPID")
     assert after == before, "alice's server was restarted with the hub"
     assert u.execute("1+1") == "2"
@@ -221,14 +195,7 @@ def test_08_rerun_changes_nothing(installed):
 def test_09_container_restart_brings_everything_back(installed):
     c = installed.c
     c.reboot()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(installed.base + "/hub/api/", timeout=5).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
+    wait_for_hub(installed.base, 120)
     for unit in (PROXY, HUB):
         assert unit_props(c, unit, "ActiveState")["ActiveState"] == "active"
     u = alice(installed)
