@@ -19,9 +19,13 @@ missing=()
 command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v slapd >/dev/null || missing+=(slapd)       # LDAP peer for the auth tests
+command -v ldapadd >/dev/null || missing+=(ldap-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   say "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # slapd: no configuration of its own; the tests run their own server on 127.0.0.1
+  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
   apt-get update -q >/dev/null
   apt-get install -y -q "${missing[@]}" >/dev/null
 fi

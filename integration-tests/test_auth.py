@@ -1,16 +1,19 @@
 """Issue 5 on a booted host: switching authenticators on a running hub, and the ones
 whose real peer runs inside the test itself: native (signup and approval), pam (real
 unix accounts), dummy, and LTI 1.1 launches signed exactly as Canvas signs them
-(oauthlib, HMAC-SHA1). OIDC, LDAP and LTI 1.3 against their real peers: not yet."""
+(oauthlib, HMAC-SHA1), and LDAP against a real slapd on the host's loopback.
+OIDC and LTI 1.3 against their real peers, and the browser runs: not yet."""
 
 from __future__ import annotations
 
 import time
 import uuid
 
+import pytest
 import requests
 from hubclient import HubUser
 from oauthlib.oauth1 import SIGNATURE_TYPE_BODY, Client
+from peers import Slapd
 from test_config import hw
 from test_install import unit_props
 
@@ -133,3 +136,33 @@ def test_lti11_launch_logs_in_and_refuses_forgeries(hub):
     nonce, ts = uuid.uuid4().hex, str(int(time.time()))
     assert launch(hub, timestamp=ts, nonce=nonce).status_code == 302
     assert launch(hub, timestamp=ts, nonce=nonce).status_code in (401, 403)  # replayed
+
+
+@pytest.fixture(scope="module")
+def slapd():
+    server = Slapd(3890)  # on the host's loopback, which the container shares
+    yield server
+    server.stop()
+
+
+def test_ldap_right_password_in_group_logs_in_and_spawns(hub, slapd):
+    lena = slapd.add_user("lena", "Lena-ldap-pw")
+    slapd.add_user("omar", "Omar-ldap-pw")
+    slapd.add_group("students", [lena])
+    for key, value in (("auth.ldap.server", "127.0.0.1"), ("auth.ldap.port", "3890"),
+                       ("auth.ldap.tls", "insecure")):
+        hw(hub, "config", "set", key, value)
+    # DNs hold commas: add-item takes one item as it is
+    hw(hub, "config", "add-item", "auth.ldap.bind_dn_template",
+       "uid={username},ou=people,dc=example,dc=edu")
+    hw(hub, "config", "add-item", "auth.ldap.allowed_groups",
+       "cn=students,ou=groups,dc=example,dc=edu")
+    hw(hub, "config", "set", "auth.type", "ldap")
+    reload_ok(hub)
+    u = HubUser(hub.base, "lena", "Lena-ldap-pw")
+    u.login()
+    u.make_token()
+    u.start_server()
+    assert u.execute("import getpass; print(getpass.getuser())").strip() == "jupyter-lena"
+    assert refused(HubUser(hub.base, "lena", "not-her-password"))
+    assert refused(HubUser(hub.base, "omar", "Omar-ldap-pw"))  # right password, no group

@@ -1,0 +1,94 @@
+"""Real identity providers for the tests, run on this machine on 127.0.0.1 only, each
+stopped by the PID of the process the test started (see ../shared/PEERS.md)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+class Slapd:
+    """OpenLDAP's slapd with an mdb database under a temp dir, on 127.0.0.1:PORT."""
+
+    suffix = "dc=example,dc=edu"
+
+    def __init__(self, port: int = 3890):
+        if shutil.which("slapd") is None:
+            raise RuntimeError("slapd is not installed (run-tests.sh installs it)")
+        self.port = port
+        self.dir = Path(tempfile.mkdtemp(prefix="hardway-slapd-"))
+        self.admin_dn = f"cn=admin,{self.suffix}"
+        self.admin_pw = "slapd-admin-pw"
+        (self.dir / "db").mkdir()
+        includes = "\n".join(f"include /etc/ldap/schema/{s}.schema" for s in SCHEMAS)
+        (self.dir / "slapd.conf").write_text(f"""{includes}
+pidfile {self.dir}/slapd.pid
+modulepath /usr/lib/ldap
+moduleload back_mdb
+database mdb
+suffix "{self.suffix}"
+rootdn "{self.admin_dn}"
+rootpw {self.admin_pw}
+directory {self.dir}/db
+""")
+        self.proc = subprocess.Popen(
+            ["slapd", "-f", str(self.dir / "slapd.conf"), "-h", f"ldap://127.0.0.1:{port}/",
+             "-d", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(port)
+        self.add(f"""dn: {self.suffix}
+objectClass: dcObject
+objectClass: organization
+o: Example University
+dc: example
+
+dn: ou=people,{self.suffix}
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,{self.suffix}
+objectClass: organizationalUnit
+ou: groups
+""")
+
+    def add(self, ldif: str) -> None:
+        subprocess.run(["ldapadd", "-x", "-H", f"ldap://127.0.0.1:{self.port}/", "-D",
+                        self.admin_dn, "-w", self.admin_pw], input=ldif, text=True,
+                       check=True, capture_output=True)
+
+    def add_user(self, uid: str, password: str) -> str:
+        dn = f"uid={uid},ou=people,{self.suffix}"
+        self.add(f"dn: {dn}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\n"
+                 f"userPassword: {password}\n")
+        return dn
+
+    def add_group(self, cn: str, members: list[str]) -> str:
+        dn = f"cn={cn},ou=groups,{self.suffix}"
+        lines = "".join(f"member: {m}\n" for m in members)
+        self.add(f"dn: {dn}\nobjectClass: groupOfNames\ncn: {cn}\n{lines}")
+        return dn
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
