@@ -39,6 +39,18 @@ class HubUser:
             raise HubError(f"login of {self.name} failed: {r.status_code} {r.text[:300]}")
         return r
 
+    def sign_in(self, start_server: bool = False) -> HubUser:
+        """Log in through the form, get an API token, optionally start the server."""
+        self.login()
+        self.make_token()
+        if start_server:
+            self.start_server()
+        return self
+
+    def unix_user(self) -> str:
+        """Which unix account the user's kernel runs as."""
+        return self.execute("import getpass; print(getpass.getuser())").strip()
+
     def make_token(self) -> str:
         xsrf = self.s.cookies.get("_xsrf", path="/hub/")
         r = self.s.post(f"{self.base}/hub/api/users/{self.name}/tokens", timeout=30,

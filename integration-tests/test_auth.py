@@ -31,9 +31,7 @@ def refused(u: HubUser) -> bool:
 def test_switching_to_native_keeps_servers_and_files(hub):
     c = hub.c
     alice = HubUser(hub.base, "alice", hub.admin_password)
-    alice.login()
-    alice.make_token()
-    alice.start_server()
+    alice.sign_in(start_server=True)
     alice.execute("open('/home/jupyter-alice/kept.txt', 'w').write('still here')")
     before = unit_props(c, "jupyter-alice-singleuser.service", "InvocationID")
     hw(hub, "config", "set", "auth.type", "native")
@@ -75,10 +73,8 @@ def test_pam_logs_in_an_existing_unix_user_and_runs_as_them(hub):
     c.run(["useradd", "--create-home", "outsider"])
     c.run(["chpasswd"], input="outsider:Outsider-pw-1\n")
     carla = HubUser(hub.base, "carla", "Carla-unix-pw-1")
-    carla.login()
-    carla.make_token()
-    carla.start_server()
-    assert carla.execute("import getpass; print(getpass.getuser())").strip() == "carla"
+    carla.sign_in(start_server=True)
+    assert carla.unix_user() == "carla"
     assert refused(HubUser(hub.base, "carla", "wrong-password"))
     assert refused(HubUser(hub.base, "outsider", "Outsider-pw-1"))  # not in the group
 
@@ -127,7 +123,7 @@ def test_lti11_launch_logs_in_and_refuses_forgeries(hub):
     s.get(f"{hub.base}/hub/home", timeout=30)  # the hub's _xsrf cookie, as a browser gets it
     u.make_token()
     u.start_server()
-    assert u.execute("import getpass; print(getpass.getuser())").strip() == "jupyter-12345"
+    assert u.unix_user() == "jupyter-12345"
     assert unit_props(c, "jupyter-12345-singleuser.service", "ActiveState")["ActiveState"] == \
         "active"
     assert launch(hub, secret="not-the-secret").status_code in (401, 403)
@@ -160,9 +156,7 @@ def test_ldap_right_password_in_group_logs_in_and_spawns(hub, slapd):
     hw(hub, "config", "set", "auth.type", "ldap")
     reload_ok(hub)
     u = HubUser(hub.base, "lena", "Lena-ldap-pw")
-    u.login()
-    u.make_token()
-    u.start_server()
-    assert u.execute("import getpass; print(getpass.getuser())").strip() == "jupyter-lena"
+    u.sign_in(start_server=True)
+    assert u.unix_user() == "jupyter-lena"
     assert refused(HubUser(hub.base, "lena", "not-her-password"))
     assert refused(HubUser(hub.base, "omar", "Omar-ldap-pw"))  # right password, no group

@@ -26,10 +26,7 @@ def pids(hub) -> dict[str, str]:
 
 
 def user(hub, name: str) -> HubUser:
-    u = HubUser(hub.base, name, f"{name}-password-long")
-    u.login()
-    u.make_token()
-    return u
+    return HubUser(hub.base, name, f"{name}-password-long").sign_in()
 
 
 def test_verbs_on_the_host(hub):
@@ -61,9 +58,7 @@ def test_20_concurrent_add_item(hub):
 def test_reload_of_a_hub_change_restarts_the_hub_only_and_drops_nothing(hub):
     c = hub.c
     u = HubUser(hub.base, "alice", hub.admin_password)
-    u.login()
-    u.make_token()
-    u.start_server()
+    u.sign_in(start_server=True)
     before = pids(hub)
     with RequestLoop(u, "/user/alice/api/status") as loop:
         hw(hub, "config", "set", "limits.memory", "512M")

@@ -49,10 +49,7 @@ def listener(c, port: int) -> str:
 
 
 def alice(inst) -> HubUser:
-    u = HubUser(inst.base, "alice", inst.admin_password)
-    u.login()
-    u.make_token()
-    return u
+    return HubUser(inst.base, "alice", inst.admin_password).sign_in()
 
 
 def test_01_units_active_and_enabled(installed):
@@ -109,9 +106,7 @@ def test_03_alice_runs_code_as_her_unix_user(installed):
 def test_04_second_user_cannot_read_alice_home(installed):
     c = installed.c
     bob = HubUser(installed.base, "bob", "builder-" + "x" * 8)
-    bob.login()
-    bob.make_token()
-    bob.start_server()
+    bob.sign_in(start_server=True)
     out = bob.execute(
         "import os\ntry:\n    os.listdir('/home/jupyter-alice'); print('READABLE')\n"
         "except PermissionError:\n    print('denied')")
