@@ -102,7 +102,7 @@ def _edit(paths: Paths, key_name: str, change: Any, dry_run: bool) -> int:
     """
     from .apply import locked, write_atomic
     from .configfile import ConfigDoc
-    from .settings import merge
+    from .settings import merge, read_drop_ins
 
     registry = _registry()
     decl = registry.declarations()
@@ -114,7 +114,7 @@ def _edit(paths: Paths, key_name: str, change: Any, dry_run: bool) -> int:
         text = doc.dumps()
         # validate the whole result: this file as it would be, plus every drop-in
         layer = decl.flatten(doc.data, str(paths.config_file))
-        settings = merge(decl, [layer, *_drop_in_layers(paths, decl)])
+        settings = merge(decl, [layer, *read_drop_ins(paths.config_d, decl)])
         registry.validate(settings)
         if dry_run:
             diff = diff_text(doc.original, text, str(paths.config_file))
@@ -131,14 +131,6 @@ def _edit(paths: Paths, key_name: str, change: Any, dry_run: bool) -> int:
         if text != doc.original:
             print("apply it with: sudo hardway config reload")
     return 0
-
-
-def _drop_in_layers(paths: Paths, decl: Any) -> list[Any]:
-    from .settings import read_layer_file
-
-    if not paths.config_d.is_dir():
-        return []
-    return [read_layer_file(p, decl) for p in sorted(paths.config_d.glob("*.yaml"))]
 
 
 def _parse(key: Key, text: str) -> Any:

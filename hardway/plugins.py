@@ -6,7 +6,6 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 
 import pluggy
 
@@ -147,9 +146,3 @@ def load_settings(paths: Paths, registry: Registry,
     registry.validate(settings)
     return settings
 
-
-def config_files(paths: Paths) -> list[Path]:
-    files = [paths.config_file]
-    if paths.config_d.is_dir():
-        files.extend(sorted(paths.config_d.glob("*.yaml")))
-    return files

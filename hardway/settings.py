@@ -276,9 +276,6 @@ class Settings:
         p = prefix + "."
         return {k[len(p):]: copy.deepcopy(v) for k, v in self.values.items() if k.startswith(p)}
 
-    def as_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(dict(self.values))
-
     def for_hub(self) -> dict[str, Any]:
         """The values the hub process is given (keys declared with ``hub=False`` left out)."""
         return {k: copy.deepcopy(v) for k, v in self.values.items() if self.decl.keys[k].hub}
@@ -299,9 +296,12 @@ def merge(decl: Declarations, layers: Iterable[Layer]) -> Settings:
     return Settings(decl, values, origins)
 
 
+def read_drop_ins(config_d: Path, decl: Declarations) -> list[Layer]:
+    """The config.d/*.yaml layers, in name order."""
+    if not config_d.is_dir():
+        return []
+    return [read_layer_file(path, decl) for path in sorted(config_d.glob("*.yaml"))]
+
+
 def read_layers(config_file: Path, config_d: Path, decl: Declarations) -> list[Layer]:
-    layers = [read_layer_file(config_file, decl)]
-    if config_d.is_dir():
-        for path in sorted(config_d.glob("*.yaml")):
-            layers.append(read_layer_file(path, decl))
-    return layers
+    return [read_layer_file(config_file, decl), *read_drop_ins(config_d, decl)]

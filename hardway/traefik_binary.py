@@ -92,7 +92,7 @@ def from_path(path: Path, target: Path, system: System) -> Installed:
     if not path.is_file():
         raise HardwayError(f"--traefik-binary: no such file: {path}")
     out = system.run([str(path), "version"], check=False).stdout or ""
-    if f"Version:      {VERSION}" not in out and f"Version: {VERSION}" not in " ".join(out.split()):
+    if f"Version: {VERSION}" not in " ".join(out.split()):
         raise HardwayError(f"--traefik-binary {path} is not Traefik {VERSION} "
                            f"(`{path} version` said: {out.strip()[:200]!r})")
     digest = _place(path, target, None, str(path))
