@@ -101,6 +101,15 @@ class Choice:
         return f"{self.kind}.{self.name}"
 
 
+def allow_all_unless_listed(settings: Settings, *gates: Any) -> dict[str, Any]:
+    """Authenticator config for plugins whose own check is the gate (a signed launch, an
+    admin's approval, a directory): JupyterHub >= 5 lets nobody in without an allow list
+    or allow_all, so allow all unless ``users.allowed`` or another given list is set."""
+    if settings["users.allowed"] or any(gates):
+        return {}
+    return {"allow_all": True}
+
+
 def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """A new dict: ``b`` merged over ``a`` recursively. Neither input is changed."""
     out = dict(a)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from hardway import keytypes as kt
-from hardway.choices import Choice, Context
+from hardway.choices import Choice, Context, allow_all_unless_listed
 from hardway.errors import ConfigError
 from hardway.hookspecs import hookimpl
 from hardway.settings import Key, Settings, resolve_secret
@@ -43,7 +43,7 @@ class Dummy(Choice):
             "JupyterHub": {"authenticator_class": "dummy",
                            "template_vars": {"announcement": WARNING}},
             "DummyAuthenticator": auth,
-            "Authenticator": {} if settings["users.allowed"] else {"allow_all": True},
+            "Authenticator": allow_all_unless_listed(settings),
         }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from hardway import keytypes as kt
-from hardway.choices import Choice, Context
+from hardway.choices import Choice, Context, allow_all_unless_listed
 from hardway.errors import ConfigError
 from hardway.hookspecs import hookimpl
 from hardway.settings import Key, Settings, resolve_secret
@@ -64,9 +64,9 @@ class Ldap(Choice):
                          "lookup_dn_search_user": s["search_user"],
                          "lookup_dn_search_password": resolve_secret(s["search_password"]),
                          "lookup_dn_user_dn_attribute": "cn"})
-        auth = {} if settings["users.allowed"] or s["allowed_groups"] else {"allow_all": True}
         return {"JupyterHub": {"authenticator_class": "ldapauthenticator"},
-                "LDAPAuthenticator": conf, "Authenticator": auth}
+                "LDAPAuthenticator": conf,
+                "Authenticator": allow_all_unless_listed(settings, s["allowed_groups"])}
 
 
 @hookimpl

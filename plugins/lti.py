@@ -12,14 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from hardway import keytypes as kt
-from hardway.choices import Choice, Context
+from hardway.choices import Choice, Context, allow_all_unless_listed
 from hardway.errors import ConfigError
 from hardway.hookspecs import hookimpl
 from hardway.settings import Key, Settings, resolve_secret
-
-
-def _allow(settings: Settings) -> dict[str, Any]:
-    return {} if settings["users.allowed"] else {"allow_all": True}
 
 
 class Lti11(Choice):
@@ -45,7 +41,7 @@ class Lti11(Choice):
             "JupyterHub": {"authenticator_class": "ltiauthenticator.lti11.auth.LTI11Authenticator"},
             "LTI11Authenticator": {"consumers": consumers,
                                    "username_key": settings["auth.lti11.username_key"]},
-            "Authenticator": _allow(settings),
+            "Authenticator": allow_all_unless_listed(settings),
         }
 
 
@@ -91,7 +87,7 @@ class Lti13(Choice):
                 "jwks_endpoint": settings["auth.lti13.jwks_url"],
                 "username_key": settings["auth.lti13.username_key"],
             },
-            "Authenticator": _allow(settings),
+            "Authenticator": allow_all_unless_listed(settings),
         }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from hardway import keytypes as kt
-from hardway.choices import Choice, Context
+from hardway.choices import Choice, Context, allow_all_unless_listed
 from hardway.hookspecs import hookimpl
 from hardway.settings import Key, Settings
 
@@ -42,7 +42,7 @@ class Native(Choice):
                 "minimum_password_length": settings["auth.native.minimum_password_length"],
                 "check_common_password": settings["auth.native.check_common_password"],
             },
-            "Authenticator": {} if settings["users.allowed"] else {"allow_all": True},
+            "Authenticator": allow_all_unless_listed(settings),
         }
 
 
