@@ -19,15 +19,32 @@ missing=()
 command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
-command -v slapd >/dev/null || missing+=(slapd)       # LDAP peer for the auth tests
+# the real peers the integration tests talk to (see ../shared/PEERS.md)
+command -v slapd >/dev/null || missing+=(slapd)       # LDAP
 command -v ldapadd >/dev/null || missing+=(ldap-utils)
+command -v node >/dev/null || missing+=(nodejs)       # OIDC provider (npm oidc-provider)
+command -v npm >/dev/null || missing+=(npm)
+command -v pebble >/dev/null || missing+=(pebble)     # ACME CA
+command -v nginx >/dev/null || missing+=(nginx-light) # a reverse proxy in front
+# a real browser: Debian's chromium driven by Playwright (libatomic1: its node driver)
+for p in chromium fonts-liberation fonts-dejavu-core libatomic1; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   say "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   # slapd: no configuration of its own; the tests run their own server on 127.0.0.1
   echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+  # no service may start on this host (nginx would take port 80): the tests start their
+  # own servers on 127.0.0.1 and stop them by PID
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    policy=/usr/sbin/policy-rc.d
+  fi
   apt-get update -q >/dev/null
-  apt-get install -y -q "${missing[@]}" >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$policy" ] || rm -f "$policy"
 fi
 
 if [ ! -x .venv/bin/uv ]; then
@@ -39,6 +56,11 @@ fi
 say "installing hardway and test tools into .venv"
 .venv/bin/uv pip install -q --python .venv/bin/python \
   --constraints hardway/pins/hub.txt -e . -r requirements-dev.txt
+
+if [ ! -d integration-tests/oidc/node_modules/oidc-provider ]; then
+  say "npm ci (the OIDC provider the tests run)"
+  (cd integration-tests/oidc && NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 
 say "ruff"
 .venv/bin/ruff check .

@@ -94,8 +94,9 @@ def add_config_parser(sub: Any) -> None:
 # --------------------------------------------------------------------------- writing verbs
 
 
-def _edit(paths: Paths, key_name: str, change: Any, dry_run: bool) -> int:
-    """Read config.yaml, apply ``change(doc, key)``, validate everything, write atomically.
+def _edit(paths: Paths, key_names: list[str], change: Any, dry_run: bool) -> int:
+    """Read config.yaml, apply ``change(doc, key)`` for each key, validate the result once,
+    write atomically: several keys change together or not at all.
 
     ``change`` returns the message to print, or raises UsageError. Nothing is written
     when anything fails, or with --dry-run.
@@ -106,11 +107,11 @@ def _edit(paths: Paths, key_name: str, change: Any, dry_run: bool) -> int:
 
     registry = _registry()
     decl = registry.declarations()
-    key = decl.get(key_name)
+    keys = [decl.get(name) for name in key_names]
     paths.etc.mkdir(mode=0o700, parents=True, exist_ok=True)
     with locked(paths.lock_file):
         doc = ConfigDoc(paths.config_file)
-        message = change(doc, key)
+        messages = [change(doc, key) for key in keys]
         text = doc.dumps()
         # validate the whole result: this file as it would be, plus every drop-in
         layer = decl.flatten(doc.data, str(paths.config_file))
@@ -122,12 +123,14 @@ def _edit(paths: Paths, key_name: str, change: Any, dry_run: bool) -> int:
             return 0
         if text != doc.original:
             write_atomic(paths.config_file, text.encode(), 0o600, 0, 0)
-        print(message)
-        origin = settings.origins[key.name]
-        if not origin.startswith((str(paths.config_file), "default")):
-            print(f"warning: {key.name} is also set in {origin}, which comes later and wins; "
-                  f"the effective value is {_show_value(key, settings.values[key.name])}",
-                  file=sys.stderr)
+        for message in messages:
+            print(message)
+        for key in keys:
+            origin = settings.origins[key.name]
+            if not origin.startswith((str(paths.config_file), "default")):
+                print(f"warning: {key.name} is also set in {origin}, which comes later and "
+                      f"wins; the effective value is "
+                      f"{_show_value(key, settings.values[key.name])}", file=sys.stderr)
         if text != doc.original:
             print("apply it with: sudo hardway config reload")
     return 0
@@ -150,12 +153,18 @@ def _parse(key: Key, text: str) -> Any:
 
 
 def cmd_set(args: argparse.Namespace, paths: Paths) -> int:
+    pairs = [args.key, args.value, *args.more]
+    if len(pairs) % 2:
+        raise UsageError(f"set: {pairs[-1]!r} has no value: give KEY VALUE pairs, e.g. "
+                         "`hardway config set https.enabled true https.self_signed true`")
+    values = dict(zip(pairs[::2], pairs[1::2], strict=True))
+
     def change(doc: Any, key: Key) -> str:
-        value = _parse(key, args.value)
+        value = _parse(key, values[key.name])
         doc.set(key.name, value)
         return f"set {key.name} = {_show_value(key, value)} in {paths.config_file}"
 
-    return _edit(paths, args.key, change, args.dry_run)
+    return _edit(paths, list(values), change, args.dry_run)
 
 
 def cmd_unset(args: argparse.Namespace, paths: Paths) -> int:
@@ -164,7 +173,7 @@ def cmd_unset(args: argparse.Namespace, paths: Paths) -> int:
             return f"{key.name} was not set in {paths.config_file}; nothing to do"
         return f"unset {key.name} in {paths.config_file} (back to its default)"
 
-    return _edit(paths, args.key, change, args.dry_run)
+    return _edit(paths, list(dict.fromkeys([args.key, *args.more])), change, args.dry_run)
 
 
 def _list_key(key: Key) -> Any:
@@ -186,7 +195,7 @@ def cmd_add_item(args: argparse.Namespace, paths: Paths) -> int:
         doc.set(key.name, [*current, item])
         return f"added {item} to {key.name} in {paths.config_file}"
 
-    return _edit(paths, args.key, change, args.dry_run)
+    return _edit(paths, [args.key], change, args.dry_run)
 
 
 def cmd_remove_item(args: argparse.Namespace, paths: Paths) -> int:
@@ -201,7 +210,7 @@ def cmd_remove_item(args: argparse.Namespace, paths: Paths) -> int:
         doc.set(key.name, current)
         return f"removed {item} from {key.name} in {paths.config_file}"
 
-    return _edit(paths, args.key, change, args.dry_run)
+    return _edit(paths, [args.key], change, args.dry_run)
 
 
 def _parse_item(t: Any, key: Key, text: str) -> Any:
@@ -225,16 +234,20 @@ def cmd_reload(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def add_writing_verbs(verbs: Any) -> None:
-    for name, func, helptext, has_value in (
-        ("set", cmd_set, "set KEY to VALUE in config.yaml", True),
-        ("unset", cmd_unset, "remove KEY from config.yaml (back to its default)", False),
-        ("add-item", cmd_add_item, "add VALUE to the list KEY", True),
-        ("remove-item", cmd_remove_item, "remove VALUE from the list KEY", True),
+    for name, func, helptext, has_value, more in (
+        ("set", cmd_set, "set KEY to VALUE in config.yaml; several KEY VALUE pairs change "
+                         "together", True, "KEY VALUE"),
+        ("unset", cmd_unset, "remove KEYs from config.yaml (back to their defaults)", False,
+         "KEY"),
+        ("add-item", cmd_add_item, "add VALUE to the list KEY", True, ""),
+        ("remove-item", cmd_remove_item, "remove VALUE from the list KEY", True, ""),
     ):
         v = verbs.add_parser(name, help=helptext)
         v.add_argument("key")
         if has_value:
             v.add_argument("value")
+        if more:
+            v.add_argument("more", nargs="*", metavar=more, help="more, applied together")
         v.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
         v.set_defaults(func=func)
     v = verbs.add_parser("reload", help="apply the settings: restart only what changed")

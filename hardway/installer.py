@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -262,12 +263,21 @@ def services_step(system: System, daemon_reload: bool, restart: set[str]) -> lis
 
 
 def hub_url(settings: Settings) -> str:
+    """Where people reach the hub (for messages)."""
+    return settings["public_url"] or check_url(settings)
+
+
+def check_url(settings: Settings) -> str:
+    """The hub through the proxy, from this machine."""
     address = settings["http.address"] or "127.0.0.1"
     if address in ("0.0.0.0", "::"):
         address = "127.0.0.1"
     if ":" in address:
         address = f"[{address}]"
-    return f"http://{address}:{settings['http.port']}{settings['base_url']}"
+    scheme, port = ("https", settings["https.port"]) if settings["https.enabled"] else (
+        "http", settings["http.port"])
+    at = "" if (scheme, port) in (("http", 80), ("https", 443)) else f":{port}"
+    return f"{scheme}://{address}{at}{settings['base_url']}"
 
 
 def wait_for_hub(system: System, settings: Settings, timeout: float) -> float:
@@ -276,13 +286,18 @@ def wait_for_hub(system: System, settings: Settings, timeout: float) -> float:
     A unit that fails, or that systemd restarts (Restart=always) while we wait, has
     failed: say so at once instead of waiting out the timeout.
     """
-    url = hub_url(settings) + "hub/api/"
+    url = check_url(settings) + "hub/api/"
+    # the certificate may not be issued yet (ACME) or be self-signed: this checks that the
+    # hub answers through the proxy, not who signed the certificate
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
     t0 = time.monotonic()
     last = ""
     restarts = {u: system.unit_state(u).get("NRestarts") for u in (PROXY_UNIT, HUB_UNIT)}
     while time.monotonic() - t0 < timeout:
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(url, timeout=5, context=insecure) as resp:
                 if resp.status == 200 and b"version" in resp.read():
                     return time.monotonic() - t0
         except urllib.error.HTTPError as e:

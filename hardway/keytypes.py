@@ -279,3 +279,6 @@ class MapOf(KeyType):
 # unix-safe user names (what the hub and the systemd spawner accept)
 USERNAME = Str(r"[A-Za-z0-9._@+-]{1,64}", "a user name (letters, digits and . _ @ + -)",
                empty=False)
+HOSTNAME = Str(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*"
+               r"|[0-9.]+|[0-9A-Fa-f:]+",
+               "a DNS name such as hub.example.edu (or an IP address)", empty=False)

@@ -101,6 +101,14 @@ class Paths:
         return self.proxy_dir / "acme"
 
     @property
+    def self_signed_cert(self) -> Path:
+        return self.secrets / "self-signed.crt"
+
+    @property
+    def self_signed_key(self) -> Path:
+        return self.secrets / "self-signed.key"
+
+    @property
     def install_state(self) -> Path:
         return self.state / "install-state.json"
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import pluggy
 
-from . import hookspecs
+from . import hookspecs, tls
 from .choices import KINDS, Choice
 from .errors import ConfigError, HardwayError
 from .paths import Paths
@@ -117,6 +117,7 @@ class Registry:
         if logo and not os.access(logo, os.R_OK):
             raise ConfigError(f"branding.logo: {logo} is not a readable file "
                               f"(origin: {settings.origins['branding.logo']})")
+        tls.validate(settings)
         for choice in self.selected(settings).values():
             for key in choice.keys():
                 if key.required and settings[key.name] in (None, "", [], {}):

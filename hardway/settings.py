@@ -57,6 +57,52 @@ def core_keys() -> list[Key]:
         Key("http.address", kt.Str(accepted="an IP address, or empty for all addresses"), "",
             "Address the proxy listens on for HTTP; empty means every address."),
         Key("http.port", kt.Int(1, 65535), 80, "Port the proxy listens on for HTTP."),
+        Key("http.trusted_proxies", kt.ListOf(kt.Str(
+            r"[0-9A-Fa-f.:]+(/[0-9]{1,3})?", "an IP address or CIDR network")), [],
+            "Reverse proxies in front of hardway (nginx, Apache) whose X-Forwarded-* headers "
+            "are trusted, e.g. 127.0.0.1/32; headers from anyone else are discarded.",
+            hub=False),
+        Key("https.enabled", kt.Bool(), False,
+            "Serve HTTPS; plain HTTP then only redirects. Give one certificate source: "
+            "https.letsencrypt.domains, https.tls.cert/key, or https.self_signed.", hub=False),
+        Key("https.port", kt.Int(1, 65535), 443, "Port the proxy listens on for HTTPS.",
+            hub=False),
+        Key("https.hsts", kt.Bool(), False,
+            "Send Strict-Transport-Security (one year): browsers then refuse plain HTTP "
+            "for this name. Only with a certificate browsers trust.", hub=False),
+        Key("https.letsencrypt.email", kt.Str(r"[^@\s]+@[^@\s]+", "an email address"), "",
+            "Contact address given to the ACME CA (expiry notices).", hub=False),
+        Key("https.letsencrypt.domains", kt.ListOf(kt.HOSTNAME), [],
+            "Names the certificate covers; the first is the main name, the rest are SANs. "
+            "Each must resolve to this server.", hub=False),
+        Key("https.letsencrypt.staging", kt.Bool(), False,
+            "Use Let's Encrypt's staging CA (untrusted certificates, generous rate limits).",
+            hub=False),
+        Key("https.letsencrypt.ca_server", kt.Url(("https",)), None,
+            "ACME directory URL of another CA (overrides staging), e.g. an institution's.",
+            hub=False),
+        Key("https.letsencrypt.ca_certificates", kt.ListOf(kt.AbsPath()), [],
+            "PEM files of CAs to trust when talking to a private ACME CA.", hub=False),
+        Key("https.letsencrypt.challenge", kt.OneOf("http-01", "tls-alpn-01"), "http-01",
+            "How the CA checks this server holds the names: http-01 on the HTTP port, "
+            "tls-alpn-01 on the HTTPS port.", hub=False),
+        Key("https.letsencrypt.eab_kid", kt.Str(), "",
+            "External account binding key id (institutional ACME CAs require one).",
+            hub=False),
+        Key("https.letsencrypt.eab_hmac", kt.Str(r"[A-Za-z0-9_=-]*", "the base64url HMAC key "
+                                                 "the CA gave"), "",
+            "External account binding HMAC key (base64url).", secret=True, hub=False),
+        Key("https.tls.cert", kt.AbsPath(), None,
+            "Certificate chain (PEM, leaf first) to serve; with https.tls.key. Copied for "
+            "the proxy at each reload: run `hardway config reload` after renewing it.",
+            hub=False),
+        Key("https.tls.key", kt.AbsPath(), None, "Private key (PEM, unencrypted) of "
+            "https.tls.cert.", hub=False),
+        Key("https.self_signed", kt.Bool(), False,
+            "Generate a self-signed certificate (labs and tests: browsers warn).", hub=False),
+        Key("https.self_signed_names", kt.ListOf(kt.HOSTNAME), [],
+            "Names the self-signed certificate covers; empty: public_url's host, this "
+            "machine's name, localhost and 127.0.0.1.", hub=False),
         Key("auth.type", kt.Name(), "firstuse",
             "Authenticator plugin that decides who may log in."),
         Key("auth.allow_all", kt.Bool(), False,

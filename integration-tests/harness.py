@@ -28,7 +28,7 @@ SUITE = "bookworm"
 MIRROR = os.environ.get("HARDWAY_IT_MIRROR", "http://deb.debian.org/debian")
 INCLUDE = "systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates"
 HOST_PACKAGES = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap"}
-PORTS = (80, 8081, 8099)
+PORTS = (80, 443, 8000, 8081, 8099)
 CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
              "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb"}
 NSPAWN_NOISE = ("Attempted to remove disk file system under",)

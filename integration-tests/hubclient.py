@@ -4,6 +4,7 @@ in a kernel over its websocket. Talks to the hub only through the proxy."""
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import uuid
 from typing import Any
@@ -17,11 +18,16 @@ class HubError(AssertionError):
 
 
 class HubUser:
-    def __init__(self, base: str, name: str, password: str):
+    def __init__(self, base: str, name: str, password: str, verify: bool | str = True):
+        """``verify``: as in requests: False for a self-signed hub, or a CA bundle path."""
         self.base = base.rstrip("/")
         self.name = name
         self.password = password
+        self.verify = verify
         self.s = requests.Session()
+        self.s.verify = verify
+        # the hub is local: no proxy, and no REQUESTS_CA_BUNDLE overriding ``verify``
+        self.s.trust_env = False
         self.token: str | None = None
 
     # --- hub
@@ -65,7 +71,7 @@ class HubUser:
         headers = kw.pop("headers", {})
         headers["Authorization"] = f"token {self.token}"
         return requests.request(method, f"{self.base}{path}", headers=headers,
-                                timeout=kw.pop("timeout", 60), **kw)
+                                timeout=kw.pop("timeout", 60), verify=self.verify, **kw)
 
     def start_server(self, timeout: float = 300) -> float:
         """Ask the hub for the server and wait until it answers through the proxy."""
@@ -96,11 +102,18 @@ class HubUser:
         finally:
             self.api("DELETE", f"/user/{self.name}/api/kernels/{kernel_id}")
 
+    def _sslopt(self) -> dict[str, Any]:
+        if self.verify is False:
+            return {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+        if isinstance(self.verify, str):
+            return {"ca_certs": self.verify}
+        return {}
+
     def _run_in_kernel(self, kernel_id: str, code: str, timeout: float) -> str:
         ws_base = self.base.replace("http://", "ws://").replace("https://", "wss://")
         ws = websocket.create_connection(
             f"{ws_base}/user/{self.name}/api/kernels/{kernel_id}/channels",
-            header=[f"Authorization: token {self.token}"], timeout=timeout)
+            header=[f"Authorization: token {self.token}"], timeout=timeout, sslopt=self._sslopt())
         try:
             msg_id = uuid.uuid4().hex
             ws.send(json.dumps({
@@ -131,12 +144,13 @@ class HubUser:
             ws.close()
 
 
-def wait_for_hub(base: str, timeout: float = 120) -> float:
+def wait_for_hub(base: str, timeout: float = 120, verify: bool | str = True) -> float:
     """Poll the hub's API through the proxy until it answers 200; seconds waited."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         try:
-            if requests.get(base.rstrip("/") + "/hub/api/", timeout=5).status_code == 200:
+            if requests.get(base.rstrip("/") + "/hub/api/", timeout=5,
+                            verify=verify).status_code == 200:
                 return time.monotonic() - t0
         except requests.RequestException:
             pass

@@ -92,3 +92,70 @@ ou: groups
             self.proc.kill()
             self.proc.wait(5)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Nginx:
+    """Debian's nginx terminating TLS on 127.0.0.1:PORT (self-signed) in front of hardway
+    on 127.0.0.1:UPSTREAM, configured as docs/https.md tells admins (websocket upgrade)."""
+
+    def __init__(self, port: int, upstream: int):
+        if shutil.which("nginx") is None:
+            raise RuntimeError("nginx is not installed (run-tests.sh installs nginx-light)")
+        from hardway.tls import make_self_signed
+
+        self.port = port
+        self.dir = Path(tempfile.mkdtemp(prefix="hardway-nginx-"))
+        pair = make_self_signed(["localhost", "127.0.0.1"])
+        (self.dir / "cert.pem").write_bytes(pair.cert_pem)
+        (self.dir / "key.pem").write_bytes(pair.key_pem)
+        d = self.dir
+        (d / "nginx.conf").write_text(f"""
+user root;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name localhost;
+        ssl_certificate {d}/cert.pem;
+        ssl_certificate_key {d}/key.pem;
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Host $host:$server_port;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 1h;
+            proxy_buffering off;
+        }}
+    }}
+}}
+""")
+        self.proc = subprocess.Popen(["nginx", "-c", str(d / "nginx.conf"), "-g", "daemon off;"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_port(port)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def log(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in
+                       (self.dir / "error.log", self.dir / "access.log") if p.exists())
+
+    def stop(self) -> None:
+        self.proc.terminate()  # the master; it stops its workers
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,18 +1,28 @@
 """Issue 5 on a booted host: switching authenticators on a running hub, and the ones
 whose real peer runs inside the test itself: native (signup and approval), pam (real
 unix accounts), dummy, and LTI 1.1 launches signed exactly as Canvas signs them
-(oauthlib, HMAC-SHA1), and LDAP against a real slapd on the host's loopback.
-OIDC and LTI 1.3 against their real peers, and the browser runs: not yet."""
+(oauthlib, HMAC-SHA1), LDAP against a real slapd, generic OAuth2/OIDC against npm's
+oidc-provider, and LTI 1.3 against a platform built on lti1p3platform, all on the host's
+loopback (which the container shares). GitHub cannot be reached from here: its rendered
+config is checked against oauthenticator's classes in tests/test_authenticators.py."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
+from urllib.parse import urljoin
 
 import pytest
 import requests
+from browser import chromium, chromium_missing, wait_for_jupyterlab
+from conftest import ARTIFACTS, record
 from hubclient import HubUser
 from oauthlib.oauth1 import SIGNATURE_TYPE_BODY, Client
+from peer_lti13 import Lti13Platform
+from peer_lti13 import launch as launch_lti13
+from peer_lti13 import replay as replay_lti13
+from peer_oidc import OidcProvider
 from peers import Slapd
 from test_config import hw
 from test_install import unit_props
@@ -160,3 +170,161 @@ def test_ldap_right_password_in_group_logs_in_and_spawns(hub, slapd):
     assert u.unix_user() == "jupyter-lena"
     assert refused(HubUser(hub.base, "lena", "not-her-password"))
     assert refused(HubUser(hub.base, "omar", "Omar-ldap-pw"))  # right password, no group
+
+
+OIDC_PORT = 9090
+
+
+@pytest.fixture(scope="module")
+def oidc():
+    users = {"ana": {"password": "Ana-oidc-pw", "groups": ["students"],
+                     "email": "ana@example.edu"},
+             "omar": {"password": "Omar-oidc-pw", "groups": ["visitors"],
+                      "email": "omar@example.edu"},
+             "prof": {"password": "Prof-oidc-pw", "groups": ["students", "staff"],
+                      "email": "prof@example.edu"},
+             "lina": {"password": "Lina-oidc-pw", "groups": ["students"],
+                      "email": "lina@example.edu"}}
+    # PKCE required: a hub that did not send a code_challenge would be turned away
+    with OidcProvider(OIDC_PORT, "hardway-hub", "oidc-client-secret",
+                      "http://127.0.0.1/hub/oauth_callback", users, require_pkce=True) as op:
+        yield op
+
+
+def use_generic(hub, op: OidcProvider) -> None:
+    """auth.type generic against the provider, the secret given as a file: reference."""
+    hub.c.run(["sh", "-c", "umask 077 && printf %s oidc-client-secret > /etc/hardway/oidc"])
+    for key, value in (("public_url", "http://127.0.0.1/"),
+                       ("auth.generic.client_id", op.client_id),
+                       ("auth.generic.client_secret", "file:/etc/hardway/oidc"),
+                       ("auth.generic.authorize_url", op.authorize_url),
+                       ("auth.generic.token_url", op.token_url),
+                       ("auth.generic.userdata_url", op.userinfo_url),
+                       ("auth.generic.groups_claim", "groups"),
+                       ("auth.generic.allowed_groups", "students"),
+                       ("auth.generic.admin_groups", "staff")):
+        hw(hub, "config", "set", key, value)
+    hw(hub, "config", "set", "auth.type", "generic")
+    reload_ok(hub)
+
+
+def oidc_login(hub, name: str, password: str) -> tuple[requests.Session, requests.Response]:
+    """The authorization-code flow as a browser does it: hub → provider's login form →
+    back to the hub's callback. Returns the hub's answer to the callback."""
+    s = requests.Session()
+    r = s.get(f"{hub.base}/hub/oauth_login?next=", timeout=30)  # follows to the form
+    assert r.status_code == 200 and 'name="password"' in r.text, r.text[:300]
+    assert "code_challenge=" in r.history[0].headers["Location"], "no PKCE challenge sent"
+    action = re.search(r'action="([^"]+)"', r.text).group(1)  # type: ignore[union-attr]
+    r = s.post(urljoin(r.url, action), data={"username": name, "password": password},
+               timeout=30, allow_redirects=False)
+    while r.status_code in (302, 303) and "/hub/oauth_callback" not in r.headers["Location"]:
+        r = s.get(urljoin(r.url, r.headers["Location"]), timeout=30, allow_redirects=False)
+    assert "/hub/oauth_callback" in r.headers.get("Location", ""), (r.status_code, r.text[:300])
+    r = s.get(r.headers["Location"], timeout=60, allow_redirects=False)
+    return s, r
+
+
+def test_generic_oidc_code_flow_with_groups(hub, oidc):
+    use_generic(hub, oidc)
+    s, r = oidc_login(hub, "ana", "Ana-oidc-pw")
+    assert r.status_code == 302, (r.status_code, r.text[:300], oidc.output()[-2000:])
+    ana = HubUser(hub.base, "ana", "")
+    ana.s = s
+    s.get(f"{hub.base}/hub/home", timeout=30)
+    ana.make_token()
+    ana.start_server()
+    assert ana.unix_user() == "jupyter-ana"
+    assert ana.api("GET", "/hub/api/user").json()["admin"] is False
+    # omar authenticates at the provider, but his groups are not allowed
+    _, r = oidc_login(hub, "omar", "Omar-oidc-pw")
+    assert r.status_code == 403, (r.status_code, r.text[:300])
+    # prof is in the admin group: admin on the hub
+    s, r = oidc_login(hub, "prof", "Prof-oidc-pw")
+    assert r.status_code == 302
+    prof = HubUser(hub.base, "prof", "")
+    prof.s = s
+    s.get(f"{hub.base}/hub/home", timeout=30)
+    prof.make_token()
+    assert prof.api("GET", "/hub/api/user").json()["admin"] is True
+
+
+LTI13_PORT = 9091
+
+
+@pytest.fixture(scope="module")
+def platform(hub):
+    with Lti13Platform(LTI13_PORT, hub.base, "hardway-tool-10000000000042") as p:
+        yield p
+
+
+def use_lti13(hub, p: Lti13Platform) -> None:
+    hw(hub, "config", "set", "auth.lti13.issuer", p.issuer,
+       "auth.lti13.client_id", p.client_id,
+       "auth.lti13.authorize_url", p.authorize_url,
+       "auth.lti13.jwks_url", f"{p.base}/jwks", "auth.type", "lti13")
+    reload_ok(hub)
+
+
+def test_lti13_platform_launch_logs_in_and_refuses_forgeries(hub, platform):
+    # a required key missing: refused by name, nothing written
+    r = hw(hub, "config", "set", "auth.type", "lti13", check=False)
+    assert r.returncode == 2 and "auth.lti13." in r.stderr and "required" in r.stderr
+    use_lti13(hub, platform)
+    platform.add_user("dana", email="dana@example.edu")
+    ok = launch_lti13(platform, hub.base, "dana")
+    assert ok.response.status_code == 302, (ok.response.status_code, ok.response.text[:300])
+    dana = HubUser(hub.base, "dana@example.edu", "")
+    dana.s = ok.session
+    ok.session.get(f"{hub.base}/hub/home", timeout=30)
+    dana.make_token()
+    dana.start_server()
+    assert dana.unix_user().startswith("jupyter-dana")
+    form, cookies = platform.last_form_post, ok.callback_cookies
+    statuses = {}
+    for forgery in ("other_key", "other_key_same_kid", "wrong_aud", "wrong_iss", "expired",
+                    "reused_nonce"):
+        platform.next_forgery = forgery
+        statuses[forgery] = launch_lti13(platform, hub.base, "dana").response.status_code
+    # the exact form_post of the good launch again, with the cookies of the browser that
+    # made it (as someone who copied them would): upstream accepts this; hardway does not
+    statuses["replayed"] = replay_lti13(form, cookies).status_code
+    assert all(s in (400, 401, 403) for s in statuses.values()), statuses
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = chromium_missing()
+    if missing:
+        pytest.fail(f"no browser for the browser tests: {missing} (run-tests.sh installs it)")
+    with chromium(ARTIFACTS) as b:
+        yield b
+
+
+def test_browser_oidc_login_ends_in_jupyterlab(hub, oidc, browser):
+    use_generic(hub, oidc)
+    page = browser.new_page()
+    page.goto(f"{hub.base}/hub/oauth_login?next=")
+    page.wait_for_selector("input[name=password]")
+    assert page.url.startswith(oidc.issuer), page.url  # at the provider's own login form
+    page.fill("input[name=username]", "lina")
+    page.fill("input[name=password]", "Lina-oidc-pw")
+    browser.screenshot(page, "oidc-1-provider-login")
+    page.click("#login")
+    took = wait_for_jupyterlab(page, 120_000)
+    browser.screenshot(page, "oidc-2-jupyterlab")
+    assert page.url.startswith(f"{hub.base}/user/lina/lab"), page.url
+    record("browser-oidc-to-lab", {"figure": round(took, 2), "unit": "s",
+                                   "how": "Chromium: provider login submitted until the "
+                                          "JupyterLab launcher showed (includes the spawn)"})
+
+
+def test_browser_lti13_launch_ends_in_jupyterlab(hub, platform, browser):
+    use_lti13(hub, platform)
+    platform.add_user("erin", email="erin@example.edu")
+    page = browser.new_page()
+    # the LMS page a student clicks; the rest is the platform's and the hub's forms
+    page.goto(f"{platform.base}/launch?user=erin")
+    wait_for_jupyterlab(page, 120_000)
+    browser.screenshot(page, "lti13-jupyterlab")
+    assert page.url.startswith(f"{hub.base}/user/erin"), page.url

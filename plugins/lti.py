@@ -79,7 +79,8 @@ class Lti13(Choice):
 
     def hub_config(self, settings: Settings, ctx: Context) -> dict[str, Any]:
         return {
-            "JupyterHub": {"authenticator_class": "ltiauthenticator.lti13.auth.LTI13Authenticator"},
+            "JupyterHub": {"authenticator_class":
+                           "hardway_plugins.lti13_checks.HardwayLTI13Authenticator"},
             "LTI13Authenticator": {
                 "issuer": settings["auth.lti13.issuer"],
                 "client_id": sorted(settings["auth.lti13.client_id"]),

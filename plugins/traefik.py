@@ -7,20 +7,26 @@ behind basic auth with a bcrypt-hashed password.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from hardway import keytypes as kt
-from hardway import traefik_binary
+from hardway import tls, traefik_binary
 from hardway.apply import ensure_dir
 from hardway.choices import Choice, Context, File, deep_merge
 from hardway.hookspecs import hookimpl
 from hardway.render import render_unit, toml_bytes
-from hardway.settings import Key, Settings
+from hardway.settings import Key, Settings, resolve_secret
 
 PROXY_USER = "hardway-proxy"
 API_USER = "hardway"
 ENTRYPOINT = "http"
 API_ENTRYPOINT = "auth_api"
+PLAIN_ENTRYPOINT = "http-redirect"
+RESOLVER = "hardway"
+LE_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
+LE_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 HEADERS = "hardway-headers"
 
 
@@ -33,6 +39,11 @@ class Traefik(Choice):
         return [
             Key("proxy.traefik.api_port", kt.Int(1, 65535), 8099,
                 "Loopback port of Traefik's API (basic auth; the hub uses it)."),
+            Key("proxy.traefik.download_url", kt.Url(), traefik_binary.RELEASES,
+                "Where the Traefik release tarball is fetched from: the release host or a "
+                "mirror laid out like it (.../v3.7.15/traefik_v3.7.15_linux_amd64.tar.gz). "
+                "Whatever the source, the binary's sha256 must match hardway's pin.",
+                hub=False),
             Key("proxy.traefik.log_level", kt.OneOf("DEBUG", "INFO", "WARN", "ERROR"), "INFO",
                 "Traefik's log level (journalctl -u jupyterhub-proxy).", hub=False),
             Key("proxy.traefik.response_headers",
@@ -52,28 +63,86 @@ class Traefik(Choice):
         address = settings["http.address"]
         if ":" in address:  # IPv6 literal
             address = f"[{address}]"
-        return {
+        mode = tls.source(settings)
+        forwarded = ({"forwardedHeaders": {"trustedIPs": list(settings["http.trusted_proxies"])}}
+                     if settings["http.trusted_proxies"] else {})
+        # the hub's routes always live on the entry point named "http" (existing route
+        # files name it); with HTTPS on, it listens on the HTTPS port with TLS and a
+        # second entry point on the HTTP port only redirects (and answers ACME http-01)
+        main: dict[str, Any] = {
+            "address": f"{address}:{settings['http.port']}",
+            # defined in the watched dynamic config: edits need no restart
+            "http": {"middlewares": [f"{HEADERS}@file"]}, **forwarded}
+        entry_points: dict[str, Any] = {ENTRYPOINT: main}
+        static: dict[str, Any] = {
             "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
             "log": {"level": settings["proxy.traefik.log_level"]},
-            "entryPoints": {
-                ENTRYPOINT: {"address": f"{address}:{settings['http.port']}",
-                             # defined in the watched dynamic config: edits need no restart
-                             "http": {"middlewares": [f"{HEADERS}@file"]}},
-                API_ENTRYPOINT: {"address": f"127.0.0.1:{settings['proxy.traefik.api_port']}"},
-            },
+            "entryPoints": entry_points,
             "api": {"dashboard": False},
             "providers": {
                 "providersThrottleDuration": "0s",
                 "file": {"directory": str(ctx.paths.rules_dir), "watch": True},
             },
         }
+        if mode != "off":
+            main["address"] = f"{address}:{settings['https.port']}"
+            main["http"]["tls"] = {}
+            entry_points[PLAIN_ENTRYPOINT] = {
+                "address": f"{address}:{settings['http.port']}",
+                "http": {"redirections": {"entryPoint": {
+                    "to": ENTRYPOINT, "scheme": "https", "permanent": True}}},
+                **forwarded}
+        if mode == "acme":
+            domains = settings["https.letsencrypt.domains"]
+            main["http"]["tls"] = {"certResolver": RESOLVER,
+                                   "domains": [{"main": domains[0], "sans": domains[1:]}]}
+            static["certificatesResolvers"] = {RESOLVER: {"acme": self.acme(settings, ctx)}}
+        entry_points[API_ENTRYPOINT] = {
+            "address": f"127.0.0.1:{settings['proxy.traefik.api_port']}"}
+        return static
+
+    def acme(self, settings: Settings, ctx: Context) -> dict[str, Any]:
+        s = settings.section("https.letsencrypt")
+        server = s["ca_server"] or (LE_STAGING if s["staging"] else LE_PRODUCTION)
+        acme: dict[str, Any] = {
+            "caServer": server,
+            "storage": str(ctx.paths.acme_dir / "acme.json"),
+            # P-256: as trusted as RSA, and far cheaper for the CA, Traefik and clients
+            "keyType": "EC256",
+        }
+        if s["email"]:
+            acme["email"] = s["email"]
+        if s["ca_certificates"]:
+            # copies Traefik's user can read (render() writes them): the admin's files
+            # may sit in root-only places such as /etc/hardway
+            acme["caCertificates"] = [str(p) for p, _ in self.acme_cas(settings, ctx)]
+        if s["challenge"] == "http-01":
+            acme["httpChallenge"] = {"entryPoint": PLAIN_ENTRYPOINT}
+        else:
+            acme["tlsChallenge"] = {}
+        if s["eab_kid"]:
+            acme["eab"] = {"kid": s["eab_kid"], "hmacEncoded": resolve_secret(s["eab_hmac"])}
+        return acme
+
+    def acme_cas(self, settings: Settings, ctx: Context) -> list[tuple[Path, bytes]]:
+        out = []
+        for i, src in enumerate(settings["https.letsencrypt.ca_certificates"]):
+            try:
+                content = Path(src).read_bytes()
+            except OSError:
+                content = b""  # validate() has refused an unreadable file already
+            out.append((ctx.paths.proxy_dir / "acme-ca" / f"{i}.pem", content))
+        return out
 
     def dynamic_config(self, settings: Settings, ctx: Context) -> dict[str, Any]:
         # Traefik refuses a headers middleware with nothing in it, so one header is fixed
         headers: dict[str, Any] = {"contentTypeNosniff": True}
         if settings["proxy.traefik.response_headers"]:
             headers["customResponseHeaders"] = settings["proxy.traefik.response_headers"]
-        return {
+        mode = tls.source(settings)
+        if mode != "off" and settings["https.hsts"]:
+            headers["stsSeconds"] = 31536000
+        dynamic: dict[str, Any] = {
             "http": {
                 "routers": {
                     "route_api": {
@@ -90,6 +159,35 @@ class Traefik(Choice):
                 },
             }
         }
+        if mode == "off":
+            return dynamic
+        # certificates and TLS options live here, in the watched dynamic config: changing
+        # them restarts nothing and drops no connection
+        store: dict[str, Any] = {}
+        dynamic["tls"] = {"options": {"default": {"minVersion": "VersionTLS12",
+                                                  "sniStrict": False}},
+                          "stores": {"default": store}}
+        if mode == "acme":
+            domains = settings["https.letsencrypt.domains"]
+            # clients that send no server name (or an IP) get the ACME certificate too,
+            # not Traefik's built-in "TRAEFIK DEFAULT CERT"
+            store["defaultGeneratedCert"] = {
+                "resolver": RESOLVER, "domain": {"main": domains[0], "sans": domains[1:]}}
+            return dynamic
+        if mode == "files":
+            pair = tls.load_pair(Path(settings["https.tls.cert"]),
+                                 Path(settings["https.tls.key"]))
+        elif ctx.paths.self_signed_cert.exists():
+            pair = tls.load_pair(ctx.paths.self_signed_cert, ctx.paths.self_signed_key,
+                                 "https.self_signed", "https.self_signed")
+        else:  # a dry run before install() made it: what it would look like
+            pair = tls.make_self_signed(tls.self_signed_names(settings))
+        # the PEM itself, not a path: Traefik reads certFile/keyFile content inline, and
+        # a changed certificate then changes this watched file (no restart, no stale copy)
+        cert = {"certFile": pair.cert_pem.decode(), "keyFile": pair.key_pem.decode()}
+        dynamic["tls"]["certificates"] = [cert]
+        store["defaultCertificate"] = cert
+        return dynamic
 
     def render(self, settings: Settings, ctx: Context) -> list[File]:
         p = ctx.paths
@@ -108,6 +206,9 @@ class Traefik(Choice):
                              traefik_binary=p.traefik_binary, traefik_toml=p.traefik_toml,
                              acme_dir=p.acme_dir), component="proxy"),
         ]
+        if tls.source(settings) == "acme":
+            files += [File(path, content, 0o640, "root", PROXY_USER, "proxy")
+                      for path, content in self.acme_cas(settings, ctx)]
         if pm is not None:
             extras = [e for e in reversed(pm.hook.hardway_traefik_dynamic(
                 settings=settings, ctx=ctx)) if e]
@@ -152,9 +253,21 @@ class Traefik(Choice):
         changes += ensure_dir(p.proxy_dir, 0o750, 0, gid)
         changes += ensure_dir(p.rules_dir, 0o750, 0, gid)
         changes += ensure_dir(p.acme_dir, 0o700, uid, gid)
+        store = p.acme_dir / "acme.json"
+        if store.exists():  # Traefik refuses a store others can read; keep it the proxy's
+            st = store.stat()
+            if (st.st_mode & 0o777, st.st_uid) != (0o600, uid):
+                os.chown(store, uid, gid)
+                os.chmod(store, 0o600)
+                changes.append(f"made {store} 0600 {PROXY_USER}")
+        if tls.source(settings) == "self-signed":
+            names = tls.self_signed_names(settings)
+            if tls.ensure_self_signed(p.self_signed_cert, p.self_signed_key, names):
+                changes.append(f"generated a self-signed certificate for {', '.join(names)}")
         local = ctx.traefik_local
         known = ctx.state.get("traefik")
-        installed = traefik_binary.ensure(p.traefik_binary, system, local, ctx.notes, known)
+        installed = traefik_binary.ensure(p.traefik_binary, system, local, ctx.notes, known,
+                                          settings["proxy.traefik.download_url"])
         if installed is not None:
             changes.append(f"installed Traefik {installed.version} from {installed.source}")
             ctx.state["traefik"] = {"version": installed.version, "source": installed.source,

@@ -212,3 +212,21 @@ def test_bad_input_gets_one_message_exit_2_and_no_change(root, capsys, case):
     finally:
         if path is not None:
             path.write_text(original)
+
+
+def test_several_keys_change_together_or_not_at_all(root, capsys):
+    config = root / "etc" / "hardway" / "config.yaml"
+    # alone, either key leaves https without a valid source; together they are fine
+    assert run("config", "set", "https.enabled", "true") == 2
+    assert "no certificate source" in capsys.readouterr().err
+    assert run("config", "set", "https.enabled", "true", "https.self_signed", "true") == 0
+    text = config.read_text()
+    assert "enabled: true" in text and "self_signed: true" in text
+    before = config.read_bytes()
+    assert run("config", "set", "https.port", "8443", "https.hsts", "maybe") == 2
+    assert "https.hsts" in capsys.readouterr().err
+    assert run("config", "set", "https.port", "8443", "https.hsts") == 2
+    assert "'https.hsts' has no value" in capsys.readouterr().err
+    assert config.read_bytes() == before
+    assert run("config", "unset", "https.enabled", "https.self_signed") == 0
+    assert "https" not in config.read_text()

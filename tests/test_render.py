@@ -67,7 +67,7 @@ def test_units(paths, registry):
     assert "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" in proxy
     assert f"ReadWritePaths=-{paths.acme_dir}" in proxy
     hub = files[paths.unit("jupyterhub.service")].content.decode()
-    assert "Requires=jupyterhub-proxy.service" in hub
+    assert "Wants=jupyterhub-proxy.service" in hub and "Requires=" not in hub
     assert f"WorkingDirectory={paths.state}" in hub
     assert "Restart=always" in hub and "Restart=always" in proxy
 

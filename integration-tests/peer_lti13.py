@@ -1,0 +1,447 @@
+"""A real LTI 1.3 platform (an LMS, as Canvas or Moodle would be) for the lti13 tests, built
+on PyPI's lti1p3platform and served on 127.0.0.1 only, in a thread of the test's process.
+
+It plays the platform's three parts of a launch:
+
+* ``GET /launch?user=NAME``: the LMS page a student clicks; an auto-submitting form POSTs
+  the OIDC login initiation (iss, login_hint, target_link_uri, lti_message_hint, client_id,
+  lti_deployment_id) to the hub's ``/hub/lti13/oauth_login``;
+* ``GET|POST /authorize``: the platform's OIDC authorization endpoint, where the hub sends
+  the browser; it checks client_id, redirect_uri (lti1p3platform does not), response_type,
+  response_mode, scope, login_hint and lti_message_hint, then answers an auto-submitting
+  form that POSTs an RS256-signed id_token and the hub's state to the hub's callback;
+* ``GET /jwks``: the platform's public key, where the hub checks id_token signatures.
+
+Forgeries, for the refusal tests: set ``platform.next_forgery`` to one of ``FORGERIES``
+before a launch; it applies to the next id_token minted and is then reset.
+``platform.last_form_post`` is the exact form the last launch POSTed to the hub (action,
+id_token, state), so a test can replay it.
+
+``launch(platform, hub_base, user)`` does what a browser does, with requests alone.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlsplit
+
+import jwt
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from lti1p3platform.ltiplatform import LTI1P3PlatformConfAbstract
+from lti1p3platform.message_launch import MessageLaunchAbstract
+from lti1p3platform.oidc_login import OIDCLoginAbstract
+from lti1p3platform.registration import Registration
+from lti1p3platform.request import Request, TRequest
+
+ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
+CONTEXT_OFFERING = "http://purl.imsglobal.org/vocab/lis/v2/course#CourseOffering"
+
+FORGERIES = (
+    "other_key",           # signed by a key the JWKS does not hold (its own kid)
+    "other_key_same_kid",  # signed by another key, header claims the platform's kid
+    "wrong_aud",           # aud/azp name another tool's client_id
+    "wrong_iss",           # iss is another platform
+    "expired",             # exp in the past (iat still within the hub's max_age)
+    "old_iat",             # exp in the future, but issued 15 minutes ago
+    "reused_nonce",        # carries the nonce of the previous launch, not this one's
+    "alg_none",            # unsigned (alg "none")
+)
+
+
+class PlatformRefusal(Exception):
+    """The platform refuses an authorization request, as an LMS would (HTTP 400)."""
+
+
+@dataclass
+class LtiUser:
+    """A person on the platform, with what an LTI 1.3 launch says about them."""
+
+    name: str
+    email: str
+    sub: str
+    roles: list[str]
+    given_name: str = ""
+    custom: dict[str, str] = field(default_factory=dict)
+
+
+def _rsa_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def _public_pem(private_pem: str) -> str:
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def auto_submit_form(action: str, fields: dict[str, str], title: str = "LTI launch") -> str:
+    """An HTML page whose form POSTs ``fields`` to ``action`` as soon as it loads."""
+    inputs = "\n".join(
+        f'    <input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in fields.items())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>
+<body>
+  <form id="lti" method="post" action="{html.escape(action)}">
+{inputs}
+    <noscript><button type="submit">Continue</button></noscript>
+  </form>
+  <script>document.getElementById("lti").submit();</script>
+</body></html>
+"""
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action = ""
+        self.method = ""
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form" and not self.action:
+            self.action, self.method = a.get("action", ""), a.get("method", "get").lower()
+        elif tag == "input" and a.get("name"):
+            self.fields[a["name"]] = a.get("value", "")
+
+
+def parse_form(page: str) -> tuple[str, str, dict[str, str]]:
+    """(action, method, fields) of the first form in an HTML page."""
+    p = _FormParser()
+    p.feed(page)
+    if not p.action:
+        raise ValueError(f"no form in page: {page[:200]!r}")
+    return p.action, p.method, p.fields
+
+
+# --- lti1p3platform's abstract classes, made concrete --------------------------------------
+
+class _Conf(LTI1P3PlatformConfAbstract):
+    def init_platform_config(self, **kwargs: Any) -> None:
+        self._registration = kwargs["registration"]
+
+    def get_registration_by_params(self, **kwargs: Any) -> Registration:
+        assert self._registration is not None
+        return self._registration
+
+
+class _Request(Request):
+    def build_metadata(self, request: Any) -> TRequest:
+        method, args = request
+        return {"method": method, "get_data": args if method == "GET" else {},
+                "form_data": args if method == "POST" else {}, "headers": {},
+                "content_type": None, "path": "/authorize", "json": None}
+
+
+class _OIDCLogin(OIDCLoginAbstract):
+    def set_lti_message_hint(self, **kwargs: Any) -> None:
+        self._lti_message_hint = kwargs["hint"]
+
+    def get_redirect(self, url: str) -> str:
+        return url
+
+
+class _Launch(MessageLaunchAbstract):
+    user: LtiUser
+    resource_link_id = "resource-link-1"
+
+    def prepare_launch(self, preflight_response: dict[str, Any], **kwargs: Any) -> None:
+        u = self.user
+        self.set_user_data(u.sub, u.roles, full_name=u.name, email_address=u.email,
+                           preferred_username=u.name)
+        if u.given_name:
+            self.set_extra_claims({"given_name": u.given_name})
+        self.set_resource_link_claim(self.resource_link_id, title="Notebook assignment")
+        self.set_launch_context_claim("course-101", context_types=[CONTEXT_OFFERING],
+                                      context_title="Introduction to Data Science",
+                                      context_label="DATA101")
+        if u.custom:
+            self.set_custom_parameters_claim(dict(u.custom))
+
+    def render_launch_form(self, launch_data: dict[str, Any], **kwargs: Any) -> dict[str, str]:
+        return {"action": launch_data["launch_url"], "id_token": launch_data["id_token"],
+                "state": launch_data["state"]}
+
+
+# --- the platform ------------------------------------------------------------------------
+
+class Lti13Platform:
+    """An LTI 1.3 platform on http://127.0.0.1:PORT with one tool registered: the hub."""
+
+    def __init__(self, port: int, hub_base: str, client_id: str, *,
+                 issuer: str = "https://lms.example.edu", deployment_id: str = "deployment-1",
+                 host: str = "127.0.0.1", url_host: str | None = None):
+        """``url_host``: the host name in the platform's own URLs (default ``host``); e.g.
+        "localhost" makes the platform another *site* than a hub on 127.0.0.1, so a browser
+        treats the launch as cross-site, as with a real LMS. The server binds ``host``."""
+        self.port = port
+        self.host = host
+        self.hub_base = hub_base.rstrip("/")
+        self.client_id = client_id
+        self.issuer = issuer
+        self.deployment_id = deployment_id
+        self.base = f"http://{url_host or host}:{port}"
+        self.jwks_url = f"{self.base}/jwks"
+        self.authorize_url = f"{self.base}/authorize"
+        self.login_url = f"{self.hub_base}/hub/lti13/oauth_login"
+        self.redirect_uri = f"{self.hub_base}/hub/lti13/oauth_callback"
+        self.target_link_uri = f"{self.hub_base}/hub/"
+        self._key = _rsa_pem()
+        self._rogue_key = _rsa_pem()
+        self.registration = (
+            Registration().set_iss(issuer).set_client_id(client_id)
+            .set_deployment_id(deployment_id).set_launch_url(self.target_link_uri)
+            .set_oidc_login_url(self.login_url)
+            .set_platform_public_key(_public_pem(self._key))
+            .set_platform_private_key(self._key))
+        self.conf = _Conf(registration=self.registration)
+        self.users: dict[str, LtiUser] = {}
+        self.next_forgery: str | None = None
+        self.last_form_post: dict[str, str] | None = None
+        self.form_posts: list[dict[str, str]] = []
+        self.refusals: list[str] = []
+        self.nonces: list[str] = []
+        self._hints: dict[str, str] = {}  # lti_message_hint -> user name
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # users and launches
+
+    def add_user(self, name: str, *, email: str | None = None, sub: str | None = None,
+                 role: str = "Learner", given_name: str = "",
+                 custom: dict[str, str] | None = None) -> LtiUser:
+        """Register a person; ``role`` is an LIS membership role (Learner, Instructor...)."""
+        user = LtiUser(name=name, email=email if email is not None else f"{name}@example.edu",
+                       sub=sub or f"lms-{name}-{secrets.token_hex(4)}", roles=[ROLE + role],
+                       given_name=given_name or name.capitalize(), custom=dict(custom or {}))
+        self.users[name] = user
+        return user
+
+    def user(self, name: str) -> LtiUser:
+        return self.users.get(name) or self.add_user(name)
+
+    def login_initiation(self, name: str) -> tuple[str, dict[str, str]]:
+        """(hub login URL, form fields) of a third-party-initiated login for ``name``."""
+        user = self.user(name)
+        hint = secrets.token_urlsafe(16)
+        with self._lock:
+            self._hints[hint] = name
+        login = _OIDCLogin(None, self.conf)
+        login.set_lti_message_hint(hint=hint)
+        url = login.initiate_login(user.sub)
+        parts = urlsplit(url)
+        return url.split("?", 1)[0], dict(parse_qsl(parts.query))
+
+    def launch_page(self, name: str) -> str:
+        action, fields = self.login_initiation(name)
+        return auto_submit_form(action, fields, "Opening JupyterHub")
+
+    def authorize(self, method: str, args: dict[str, str]) -> dict[str, str]:
+        """The OIDC authorization endpoint's answer: the form (action, id_token, state) to
+        POST to the tool. Raises PlatformRefusal on a request this platform must not honour."""
+        def refuse(why: str) -> PlatformRefusal:
+            self.refusals.append(why)
+            return PlatformRefusal(why)
+
+        if args.get("client_id") != self.client_id:
+            raise refuse(f"unknown client_id {args.get('client_id')!r}")
+        if args.get("redirect_uri") != self.redirect_uri:
+            raise refuse(f"redirect_uri {args.get('redirect_uri')!r} is not the registered "
+                         f"{self.redirect_uri!r}")
+        if args.get("response_type") != "id_token":
+            raise refuse(f"response_type {args.get('response_type')!r} is not id_token")
+        if args.get("response_mode") != "form_post":
+            raise refuse(f"response_mode {args.get('response_mode')!r} is not form_post")
+        if "openid" not in (args.get("scope") or "").split():
+            raise refuse(f"scope {args.get('scope')!r} lacks openid")
+        for required in ("nonce", "state", "login_hint", "lti_message_hint"):
+            if not args.get(required):
+                raise refuse(f"{required} is missing")
+        with self._lock:
+            name = self._hints.get(args["lti_message_hint"])
+        if name is None:
+            raise refuse("lti_message_hint names no launch of this platform")
+        user = self.users[name]
+        if args["login_hint"] != user.sub:
+            raise refuse("login_hint is not the user this launch was for")
+
+        forgery, self.next_forgery = self.next_forgery, None
+        launch = _Launch(_Request((method, dict(args))), self.conf)
+        launch.user = user
+        try:
+            form = launch.lti_launch()
+        except Exception as e:  # lti1p3platform's own preflight checks
+            raise refuse(f"lti1p3platform refused the request: {e!r}") from e
+        previous = self.nonces[-1] if self.nonces else None
+        self.nonces.append(args["nonce"])
+        if forgery:
+            form["id_token"] = self._forge(form["id_token"], forgery, previous)
+        self.last_form_post = dict(form)
+        self.form_posts.append(dict(form))
+        return form
+
+    def _forge(self, token: str, forgery: str, previous_nonce: str | None) -> str:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = self._key
+        now = int(time.time())
+        if forgery == "other_key":
+            key, kid = self._rogue_key, Registration().set_platform_private_key(
+                self._rogue_key).get_kid()
+        elif forgery == "other_key_same_kid":
+            key = self._rogue_key
+        elif forgery == "wrong_aud":
+            claims["aud"] = claims["azp"] = f"not-{self.client_id}"
+        elif forgery == "wrong_iss":
+            claims["iss"] = "https://evil-lms.example.org"
+        elif forgery == "expired":
+            claims["iat"], claims["exp"] = now - 400, now - 100
+        elif forgery == "old_iat":
+            claims["iat"], claims["exp"] = now - 900, now + 300
+        elif forgery == "reused_nonce":
+            if previous_nonce is None:
+                raise ValueError("reused_nonce needs an earlier launch to take the nonce of")
+            claims["nonce"] = previous_nonce
+        elif forgery == "alg_none":
+            return jwt.encode(claims, None, algorithm="none")
+        else:
+            raise ValueError(f"unknown forgery {forgery!r}; one of {FORGERIES}")
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid} if kid else None)
+
+    def jwks(self) -> dict[str, Any]:
+        return dict(self.conf.get_jwks())
+
+    # the HTTP server
+
+    def start(self) -> Lti13Platform:
+        platform = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+            def _send(self, code: int, body: str, ctype: str = "text/html") -> None:
+                data = body.encode()
+                self.send_response(code)
+                self.send_header("Content-Type", f"{ctype}; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self, method: str, args: dict[str, str]) -> None:
+                path = urlsplit(self.path).path
+                try:
+                    if path == "/jwks" and method == "GET":
+                        self._send(200, json.dumps(platform.jwks()), "application/json")
+                    elif path == "/launch" and method == "GET":
+                        if not args.get("user"):
+                            self._send(400, "launch needs ?user=NAME", "text/plain")
+                        else:
+                            self._send(200, platform.launch_page(args["user"]))
+                    elif path == "/authorize":
+                        form = platform.authorize(method, args)
+                        action = form.pop("action")
+                        self._send(200, auto_submit_form(action, form, "Returning to tool"))
+                    else:
+                        self._send(404, "not found", "text/plain")
+                except PlatformRefusal as e:
+                    self._send(400, f"platform refuses: {e}", "text/plain")
+
+            def do_GET(self) -> None:
+                self._route("GET", dict(parse_qsl(urlsplit(self.path).query)))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode()
+                args = dict(parse_qsl(urlsplit(self.path).query))
+                args.update(parse_qsl(body))
+                self._route("POST", args)
+
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name=f"lti13-platform-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def __enter__(self) -> Lti13Platform:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- a browser's part, with requests -----------------------------------------------------
+
+class LaunchResult(NamedTuple):
+    session: requests.Session
+    response: requests.Response  # the hub's last answer, its redirect not followed
+    # the cookies the session held when it POSTed id_token+state to the hub's callback
+    callback_cookies: dict[str, str]
+
+
+def _session() -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False  # everything here is on 127.0.0.1: never through a proxy
+    return s
+
+
+def launch(platform: Lti13Platform, hub_base: str, user: str,
+           session: requests.Session | None = None, timeout: float = 30) -> LaunchResult:
+    """Launch ``user`` from the platform into the hub as a browser would: the platform's
+    /launch page, its form POSTed to the hub's login initiation, the hub's redirect to the
+    platform's /authorize, that form POSTed to the hub's callback. Stops at the first answer
+    that is not the next step (a refusal), and never follows the callback's redirect: on
+    success ``response`` is the hub's 302 that sets the login cookie."""
+    s = session or _session()
+    page = s.get(f"{platform.base}/launch", params={"user": user}, timeout=timeout)
+    page.raise_for_status()
+    action, _, fields = parse_form(page.text)
+    r = s.post(action, data=fields, allow_redirects=False, timeout=timeout)
+    location = r.headers.get("Location", "")
+    if r.status_code != 302 or not location.startswith(platform.authorize_url):
+        return LaunchResult(s, r, s.cookies.get_dict())
+    r = s.get(location, allow_redirects=False, timeout=timeout)
+    if r.status_code != 200:
+        return LaunchResult(s, r, s.cookies.get_dict())
+    action, _, fields = parse_form(r.text)
+    if not action.startswith(hub_base.rstrip("/") + "/"):
+        raise AssertionError(f"the platform posts the id_token to {action}, not to the hub")
+    cookies = s.cookies.get_dict()
+    r = s.post(action, data=fields, allow_redirects=False, timeout=timeout)
+    return LaunchResult(s, r, cookies)
+
+
+def replay(form_post: dict[str, str], cookies: dict[str, str] | None = None,
+           session: requests.Session | None = None, timeout: float = 30) -> requests.Response:
+    """POST a captured form (``platform.last_form_post``) to the hub's callback again, from
+    ``session`` (default: a fresh one) with ``cookies`` added (e.g. a LaunchResult's
+    callback_cookies, as an attacker who copied them would)."""
+    s = session or _session()
+    fields = {k: v for k, v in form_post.items() if k != "action"}
+    return s.post(form_post["action"], data=fields, cookies=cookies, allow_redirects=False,
+                  timeout=timeout)

@@ -1,0 +1,356 @@
+"""Issue 6 on a booted host: HTTPS from a real ACME CA (Pebble), from given files and
+self-signed; the Traefik API's protection; the Traefik download from a mirror; hardway
+behind a real nginx; and user traffic that keeps flowing while certificates and routes
+change. Everything listens on the host's loopback, which the container shares."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import http.server
+import io
+import re
+import socket
+import ssl
+import subprocess
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import urllib3
+from conftest import record
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hubclient import HubUser, RequestLoop
+from peer_acme import Pebble
+from peers import Nginx
+from test_config import hw, pids
+
+HTTPS = "https://127.0.0.1"
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # self-signed, on purpose
+TRAEFIK_VERSION = "3.7.15"
+
+
+def reload(hub) -> str:
+    return hw(hub, "config", "reload", "--timeout", "120").stdout
+
+
+def peer_cert(port: int = 443, server_name: str | None = None) -> x509.Certificate:
+    """The certificate the proxy serves (unverified: we look at what it is)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der
+    return x509.load_der_x509_certificate(der)
+
+
+def names_of(cert: x509.Certificate) -> set[str]:
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(n) for n in san.get_values_for_type(x509.DNSName)} | {
+        str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+
+
+def make_pair(names: list[str], days: int = 30, start_days: int = -1,
+              key: ec.EllipticCurvePrivateKey | None = None) -> tuple[bytes, bytes]:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now + datetime.timedelta(days=start_days))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def put(hub, inside: str, content: bytes, mode: int = 0o600) -> str:
+    """A file inside the container, written from the host (root-owned)."""
+    path = hub.c.path(inside)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    path.chmod(mode)
+    return inside
+
+
+def refused(hub, *args: str) -> str:
+    r = hw(hub, "config", *args, check=False)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    return r.stderr
+
+
+def test_traefik_api_needs_credentials_and_listens_on_loopback_only(hub):
+    r = requests.get("http://127.0.0.1:8099/api/http/routers", timeout=10)
+    assert r.status_code == 401
+    r = requests.get("http://127.0.0.1:8099/api/http/routers", timeout=10,
+                     auth=("hardway", "wrong-password"))
+    assert r.status_code == 401
+    # the container shares the host's network: the host's ss sees its sockets
+    listeners = subprocess.run(["ss", "-Hltn", "sport = :8099"], capture_output=True,
+                               text=True, check=True).stdout.split()
+    assert [a for a in listeners if a.endswith(":8099")] == ["127.0.0.1:8099"], listeners
+    # and from another address of this machine, nothing answers on that port
+    other = [a for a in hub.c.run(["hostname", "-I"]).stdout.split()
+             if not a.startswith("127.") and ":" not in a]
+    for address in other:
+        with pytest.raises(OSError):
+            socket.create_connection((address, 8099), timeout=3).close()
+    # the password is in no file anyone but root (or the proxy's group) can read
+    password = hub.c.run(["cat", "/var/lib/hardway/secrets/proxy_api_password"]).stdout.strip()
+    assert len(password) >= 32
+    found = hub.c.run(["sh", "-c", "grep -rlsF -- \"$0\" /etc /var/lib/hardway /opt/hardway "
+                                   "/run /tmp /var/log 2>/dev/null || true", password]).stdout
+    for path in found.split():
+        mode = int(hub.c.run(["stat", "-c", "%a", path]).stdout.strip(), 8)
+        assert mode & 0o004 == 0, f"{path} holds the API password and is world-readable"
+    journal = hub.c.run(["journalctl", "--no-pager", "-o", "cat"]).stdout
+    assert password not in journal
+
+
+def test_systemd_analyze_security_of_the_proxy(hub):
+    out = hub.c.run(["systemd-analyze", "security", "--no-pager",
+                     "jupyterhub-proxy.service"]).stdout
+    m = re.search(r"Overall exposure level for jupyterhub-proxy\.service: ([0-9.]+)", out)
+    assert m, out[-500:]
+    score = float(m.group(1))
+    record("proxy-exposure", {"figure": score, "unit": "systemd-analyze exposure (0 best, 10 "
+                              "worst)", "how": "systemd-analyze security "
+                              "jupyterhub-proxy.service on the booted host"})
+    assert score <= 3.0, out
+
+
+class Mirror:
+    """A local HTTP server laid out like Traefik's release host."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/traefik/releases"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def publish(self, binary: bytes) -> None:
+        name = f"traefik_v{TRAEFIK_VERSION}_linux_amd64.tar.gz"
+        path = self.root / "traefik" / "releases" / f"v{TRAEFIK_VERSION}" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+            for member, data in (("LICENSE.md", b"MIT\n"), ("CHANGELOG.md", b"-\n"),
+                                 ("traefik", binary)):
+                info = tarfile.TarInfo(member)
+                info.size, info.mode = len(data), 0o755
+                tar.addfile(info, io.BytesIO(data))
+        path.write_bytes(buf.getvalue())
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_traefik_from_a_mirror_checked_against_the_pin(hub, tmp_path):
+    binary_path = hub.c.path("/opt/hardway/hub/bin/traefik")
+    real = binary_path.read_bytes()
+    mirror = Mirror(tmp_path)
+    try:
+        hw(hub, "config", "set", "proxy.traefik.download_url", mirror.url)
+        # a tampered build on the mirror: refused, nothing installed, no fallback
+        mirror.publish(real + b"\0")
+        binary_path.unlink()
+        r = hw(hub, "config", "reload", check=False)
+        assert r.returncode != 0
+        assert "refusing to install it" in r.stderr and mirror.url in r.stderr, r.stderr
+        assert not binary_path.exists()
+        # the running proxy (which holds the old file open) still serves
+        assert requests.get("http://127.0.0.1/hub/api/", timeout=10).status_code == 200
+        # the real release tarball: installed from the mirror, and said so
+        mirror.publish(real)
+        out = reload(hub)
+        assert f"installed Traefik {TRAEFIK_VERSION} from mirror {mirror.url}" in out, out
+        assert hashlib.sha256(binary_path.read_bytes()).digest() == \
+            hashlib.sha256(real).digest()
+        assert f"from mirror {mirror.url}" in hw(hub, "status").stdout
+        hw(hub, "config", "unset", "proxy.traefik.download_url")
+    finally:
+        mirror.close()
+
+
+@pytest.fixture(scope="module")
+def alice(hub):
+    return HubUser("http://127.0.0.1", "alice", hub.admin_password).sign_in(start_server=True)
+
+
+def over_https(user: HubUser) -> HubUser:
+    u = HubUser(HTTPS, user.name, user.password, verify=False)
+    u.token = user.token
+    return u
+
+
+def test_self_signed_then_given_files_without_dropping_a_request(hub, alice):
+    before = pids(hub)
+    hw(hub, "config", "set", "https.enabled", "true", "https.self_signed", "true",
+       "https.self_signed_names", "hub.lab.test,127.0.0.1", "https.hsts", "true")
+    out = reload(hub)
+    assert "generated a self-signed certificate for hub.lab.test, 127.0.0.1" in out
+    assert "restarted: jupyterhub-proxy.service" in out and "jupyterhub.service" not in \
+        out.split("restarted:")[1], out  # a static change: the proxy only
+    assert pids(hub)["jupyterhub.service"] == before["jupyterhub.service"]
+    assert names_of(peer_cert(443, "hub.lab.test")) == {"hub.lab.test", "127.0.0.1"}
+    assert names_of(peer_cert(443)) == {"hub.lab.test", "127.0.0.1"}  # no SNI: same cert
+    # plain HTTP only redirects, keeping the path
+    r = requests.get("http://127.0.0.1/hub/login?next=%2Fhub%2F", allow_redirects=False,
+                     timeout=10)
+    assert r.status_code in (301, 308) and r.headers["Location"] == \
+        "https://127.0.0.1/hub/login?next=%2Fhub%2F"
+    r = requests.get(f"{HTTPS}/hub/login", verify=False, timeout=10)
+    assert r.status_code == 200 and r.headers["Strict-Transport-Security"] == "max-age=31536000"
+    # TLS 1.1 is refused by the server (a protocol-version alert), TLS 1.2 accepted
+    assert tls_handshake(ssl.TLSVersion.TLSv1_2) == "ok"
+    assert "PROTOCOL_VERSION" in tls_handshake(ssl.TLSVersion.TLSv1_1).upper()
+    a = over_https(alice)
+    assert a.execute("1 + 1") == "2"  # the kernel's websocket over wss://
+
+    cert, key = make_pair(["hub.example.edu"])
+    put(hub, "/etc/ssl/hub/hub.crt", cert, 0o644)
+    put(hub, "/etc/ssl/hub/hub.key", key)
+    _, other_key = make_pair(["hub.example.edu"])
+    put(hub, "/etc/ssl/hub/other.key", other_key)
+    old_cert, old_key = make_pair(["hub.example.edu"], days=-1, start_days=-90)
+    put(hub, "/etc/ssl/hub/old.crt", old_cert, 0o644)
+    put(hub, "/etc/ssl/hub/old.key", old_key)
+    to_files = ("https.self_signed", "false", "https.tls.cert", "/etc/ssl/hub/hub.crt")
+    config = hub.c.path("/etc/hardway/config.yaml").read_bytes()
+    proxy_pid = pids(hub)["jupyterhub-proxy.service"]
+    assert "is not the private key of the certificate" in refused(
+        hub, "set", *to_files, "https.tls.key", "/etc/ssl/hub/other.key")
+    assert "expired on" in refused(hub, "set", "https.self_signed", "false", "https.tls.cert",
+                                   "/etc/ssl/hub/old.crt", "https.tls.key",
+                                   "/etc/ssl/hub/old.key")
+    assert "/etc/ssl/hub/missing.key does not exist" in refused(
+        hub, "set", *to_files, "https.tls.key", "/etc/ssl/hub/missing.key")
+    assert hub.c.path("/etc/hardway/config.yaml").read_bytes() == config
+    assert pids(hub)["jupyterhub-proxy.service"] == proxy_pid
+
+    # while alice's server is hit every 50 ms over HTTPS: switch to the given files and
+    # back, and add and remove another user's route
+    bob = HubUser(HTTPS, "bob", "bob-password-long", verify=False).sign_in()
+    with RequestLoop(a, "/user/alice/api/status") as loop:
+        hw(hub, "config", "set", *to_files, "https.tls.key", "/etc/ssl/hub/hub.key")
+        out = reload(hub)
+        assert "restarted: nothing" in out, out
+        deadline = time.monotonic() + 10
+        while names_of(peer_cert(443, "hub.example.edu")) != {"hub.example.edu"}:
+            assert time.monotonic() < deadline, "the given certificate is not served"
+            time.sleep(0.1)
+        route_seconds = bob.start_server()
+        hw(hub, "config", "set", "https.self_signed", "true", "https.tls.cert", "",
+           "https.tls.key", "")
+        assert "restarted: nothing" in reload(hub)
+        bob.api("DELETE", "/hub/api/users/bob/server")
+        deadline = time.monotonic() + 30
+        while requests.get(f"{HTTPS}/user/bob/api/status", verify=False, timeout=10,
+                           allow_redirects=False).status_code == 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    record("https-zero-drop", {"figure": len(loop.failed), "unit": "failed requests",
+                               "of": len(loop.statuses), "how": "GET alice's server every "
+                               "50 ms over HTTPS while switching self-signed -> given files -> "
+                               "self-signed and starting/stopping bob's server"})
+    assert loop.failed == [] and len(loop.statuses) > 20, loop.statuses
+    assert pids(hub) == {**before, "jupyterhub-proxy.service": proxy_pid}
+    assert names_of(peer_cert(443, "hub.lab.test")) == {"hub.lab.test", "127.0.0.1"}
+    record("route-start-https", {"figure": round(route_seconds, 2), "unit": "s",
+                                 "how": "bob's spawn request until his server answered "
+                                        "through the proxy over HTTPS"})
+
+
+def tls_handshake(version: ssl.TLSVersion) -> str:
+    """"ok", or why a handshake at exactly this TLS version failed."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_ciphers("ALL:@SECLEVEL=0")  # let this client offer the old versions
+    ctx.minimum_version = ctx.maximum_version = version
+    try:
+        with socket.create_connection(("127.0.0.1", 443), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname="hub.lab.test"):
+            return "ok"
+    except ssl.SSLError as e:
+        return str(e)
+
+
+@pytest.fixture(scope="module")
+def pebble():
+    # Pebble validates for real: http-01 on port 80, tls-alpn-01 on port 443, which are
+    # the container's Traefik entry points (the container shares the host's network)
+    with Pebble(http_port=80, tls_port=443) as p:
+        yield p
+
+
+@pytest.mark.parametrize("challenge, domain", [("http-01", "hub.hardway.test"),
+                                               ("tls-alpn-01", "lab.hardway.test")])
+def test_acme_certificate_from_pebble(hub, alice, pebble, challenge, domain):
+    put(hub, "/etc/hardway/pebble-ca.pem", Path(pebble.ca_cert_path).read_bytes(), 0o644)
+    hub_pid = pids(hub)["jupyterhub.service"]
+    t0 = time.monotonic()
+    hw(hub, "config", "set", "https.enabled", "true", "https.self_signed", "false",
+       "https.letsencrypt.domains", f"{domain},www.{domain}",
+       "https.letsencrypt.email", "admin@hardway.test",
+       "https.letsencrypt.ca_server", pebble.directory_url,
+       "https.letsencrypt.ca_certificates", "/etc/hardway/pebble-ca.pem",
+       "https.letsencrypt.challenge", challenge)
+    reload(hub)
+    try:
+        leaf = pebble.wait_issued(443, domain, timeout=30)  # chain checked against Pebble's root
+    except TimeoutError:
+        pytest.fail(hub.c.run(["journalctl", "--no-pager", "-o", "cat", "-n", "40",
+                               "-u", "jupyterhub-proxy"]).stdout)
+    took = time.monotonic() - t0
+    record(f"acme-{challenge}", {"figure": round(took, 2), "unit": "s",
+                                 "how": "config set + reload until Traefik served a "
+                                        "certificate from a local Pebble, chain verified"})
+    assert names_of(leaf) == {domain, f"www.{domain}"}
+    # a client that sends no name (or the IP) gets the ACME certificate too
+    assert names_of(peer_cert(443)) == {domain, f"www.{domain}"}
+    st = hub.c.run(["stat", "-c", "%a %U", "/var/lib/hardway/proxy/acme/acme.json"]).stdout
+    assert st.split() == ["600", "hardway-proxy"]
+    r = requests.get("http://127.0.0.1/hub/api/", headers={"Host": domain},
+                     allow_redirects=False, timeout=10)
+    assert r.status_code in (301, 308) and r.headers["Location"] == f"https://{domain}/hub/api/"
+    assert over_https(alice).execute("6 * 7") == "42"  # kernel websocket over HTTPS
+    assert pids(hub)["jupyterhub.service"] == hub_pid  # HTTPS never restarted the hub
+
+
+def test_behind_nginx_terminating_tls(hub):
+    hw(hub, "config", "set", "https.enabled", "false", "http.address", "127.0.0.1",
+       "http.port", "8000", "http.trusted_proxies", "127.0.0.1/32",
+       "public_url", "https://127.0.0.1:8443/")
+    reload(hub)
+    listening = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
+    assert "127.0.0.1:8000 " in listening and ":80 " not in listening and \
+        ":443 " not in listening, listening
+    proxy = Nginx(8443, 8000)
+    try:
+        carol = HubUser("https://127.0.0.1:8443", "carol", "carol-password-long", verify=False)
+        carol.sign_in(start_server=True)
+        assert carol.execute("2 ** 10") == "1024"  # the kernel's websocket through nginx
+        # the hub knew the browser used HTTPS (nginx's X-Forwarded-Proto, trusted by
+        # Traefik from 127.0.0.1): its login cookie is Secure
+        cookies = {c.name: c for c in carol.s.cookies}
+        assert cookies["jupyterhub-hub-login"].secure, cookies
+    except Exception:
+        print(proxy.log()[-3000:])
+        raise
+    finally:
+        proxy.stop()
