@@ -289,6 +289,8 @@ def test_lti13_platform_launch_logs_in_and_refuses_forgeries(hub, platform):
     # the exact form_post of the good launch again, with the cookies of the browser that
     # made it (as someone who copied them would): upstream accepts this; hardway does not
     statuses["replayed"] = replay_lti13(form, cookies).status_code
+    record("lti13-refusals", {"figure": statuses, "unit": "HTTP status of the hub's callback",
+                              "how": "forged launches from the lti1p3platform peer"})
     assert all(s in (400, 401, 403) for s in statuses.values()), statuses
 
 

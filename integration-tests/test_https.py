@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hubclient import HubUser, RequestLoop
-from peer_acme import Pebble
+from peer_acme import Pebble, eab_key
 from peers import Nginx
 from test_config import hw, pids
 
@@ -298,9 +298,28 @@ def pebble():
         yield p
 
 
-@pytest.mark.parametrize("challenge, domain", [("http-01", "hub.hardway.test"),
-                                               ("tls-alpn-01", "lab.hardway.test")])
-def test_acme_certificate_from_pebble(hub, alice, pebble, challenge, domain):
+@pytest.mark.parametrize("challenge, domain, eab", [
+    ("http-01", "hub.hardway.test", False),
+    ("tls-alpn-01", "lab.hardway.test", False),
+    # an institutional CA that requires external account binding: another Pebble
+    ("http-01", "eab.hardway.test", True),
+])
+def test_acme_certificate_from_pebble(hub, alice, pebble, challenge, domain, eab):
+    if not eab:
+        run_acme(hub, alice, pebble, challenge, domain)
+        return
+    kid, hmac = "hardway-test-kid", eab_key()
+    with Pebble(http_port=80, tls_port=443, eab={kid: hmac}, port=14001, mgmt_port=15001,
+                dns_port=8054) as strict:
+        # without the binding this CA refuses the account: nothing is issued
+        run_acme(hub, alice, strict, challenge, f"no-{domain}", expect_issued=False)
+        hw(hub, "config", "set", "https.letsencrypt.eab_kid", kid,
+           "https.letsencrypt.eab_hmac", hmac)
+        run_acme(hub, alice, strict, challenge, domain, label="-eab")
+        hw(hub, "config", "unset", "https.letsencrypt.eab_kid", "https.letsencrypt.eab_hmac")
+
+
+def run_acme(hub, alice, pebble, challenge, domain, expect_issued=True, label=""):
     put(hub, "/etc/hardway/pebble-ca.pem", Path(pebble.ca_cert_path).read_bytes(), 0o644)
     hub_pid = pids(hub)["jupyterhub.service"]
     t0 = time.monotonic()
@@ -311,20 +330,27 @@ def test_acme_certificate_from_pebble(hub, alice, pebble, challenge, domain):
        "https.letsencrypt.ca_certificates", "/etc/hardway/pebble-ca.pem",
        "https.letsencrypt.challenge", challenge)
     reload(hub)
+    if not expect_issued:
+        with pytest.raises(TimeoutError):
+            pebble.wait_issued(443, domain, timeout=8)
+        journal = hub.c.run(["journalctl", "--no-pager", "-o", "cat", "-n", "30", "-u",
+                             "jupyterhub-proxy"]).stdout
+        assert "externalAccountRequired" in journal, journal[-2000:]
+        return
     try:
         leaf = pebble.wait_issued(443, domain, timeout=30)  # chain checked against Pebble's root
     except TimeoutError:
         pytest.fail(hub.c.run(["journalctl", "--no-pager", "-o", "cat", "-n", "40",
                                "-u", "jupyterhub-proxy"]).stdout)
     took = time.monotonic() - t0
-    record(f"acme-{challenge}", {"figure": round(took, 2), "unit": "s",
-                                 "how": "config set + reload until Traefik served a "
-                                        "certificate from a local Pebble, chain verified"})
+    record(f"acme-{challenge}{label}", {"figure": round(took, 2), "unit": "s",
+                  "how": "config set + reload until Traefik served a certificate from a "
+                         "local Pebble for the domain, chain verified against its root"})
     assert names_of(leaf) == {domain, f"www.{domain}"}
     # a client that sends no name (or the IP) gets the ACME certificate too
     assert names_of(peer_cert(443)) == {domain, f"www.{domain}"}
-    st = hub.c.run(["stat", "-c", "%a %U", "/var/lib/hardway/proxy/acme/acme.json"]).stdout
-    assert st.split() == ["600", "hardway-proxy"]
+    stores = hub.c.run(["sh", "-c", "stat -c '%a %U' /var/lib/hardway/proxy/acme/*.json"])
+    assert set(stores.stdout.splitlines()) == {"600 hardway-proxy"}, stores.stdout
     r = requests.get("http://127.0.0.1/hub/api/", headers={"Host": domain},
                      allow_redirects=False, timeout=10)
     assert r.status_code in (301, 308) and r.headers["Location"] == f"https://{domain}/hub/api/"

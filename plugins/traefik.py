@@ -8,6 +8,7 @@ behind basic auth with a bcrypt-hashed password.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,15 @@ RESOLVER = "hardway"
 LE_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
 LE_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 HEADERS = "hardway-headers"
+
+
+def acme_store(acme_dir: Path, ca_server: str) -> Path:
+    """Traefik's ACME store for this CA: acme-<host>-<hash of the directory URL>.json."""
+    import hashlib
+    from urllib.parse import urlsplit
+
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", urlsplit(ca_server).hostname or "ca")
+    return acme_dir / f"acme-{host}-{hashlib.sha256(ca_server.encode()).hexdigest()[:8]}.json"
 
 
 class Traefik(Choice):
@@ -106,7 +116,9 @@ class Traefik(Choice):
         server = s["ca_server"] or (LE_STAGING if s["staging"] else LE_PRODUCTION)
         acme: dict[str, Any] = {
             "caServer": server,
-            "storage": str(ctx.paths.acme_dir / "acme.json"),
+            # one store per CA: an account from staging (or another CA) is never reused
+            # against the next one, which is the "delete acme.json" step admins miss
+            "storage": str(acme_store(ctx.paths.acme_dir, server)),
             # P-256: as trusted as RSA, and far cheaper for the CA, Traefik and clients
             "keyType": "EC256",
         }
@@ -253,8 +265,8 @@ class Traefik(Choice):
         changes += ensure_dir(p.proxy_dir, 0o750, 0, gid)
         changes += ensure_dir(p.rules_dir, 0o750, 0, gid)
         changes += ensure_dir(p.acme_dir, 0o700, uid, gid)
-        store = p.acme_dir / "acme.json"
-        if store.exists():  # Traefik refuses a store others can read; keep it the proxy's
+        for store in sorted(p.acme_dir.glob("*.json")):
+            # Traefik drops a resolver whose store others can read: keep them the proxy's
             st = store.stat()
             if (st.st_mode & 0o777, st.st_uid) != (0o600, uid):
                 os.chown(store, uid, gid)

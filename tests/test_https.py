@@ -139,7 +139,8 @@ def test_acme_resolver_in_static_config(paths, registry, tmp_path):
     static = tomlkit.loads(files[paths.traefik_toml].content.decode()).unwrap()
     acme = static["certificatesResolvers"]["hardway"]["acme"]
     assert acme["caServer"] == "https://acme.example.edu/dir"
-    assert acme["storage"] == str(paths.acme_dir / "acme.json")
+    store = acme["storage"]
+    assert store.startswith(str(paths.acme_dir / "acme-acme.example.edu-")), store
     assert acme["tlsChallenge"] == {} and "httpChallenge" not in acme
     assert acme["eab"] == {"kid": "kid-1", "hmacEncoded": "c2VjcmV0"}
     copy = paths.proxy_dir / "acme-ca" / "0.pem"
@@ -171,7 +172,10 @@ def test_letsencrypt_staging_and_production(paths, registry):
     write_config(paths, "https:\n  enabled: true\n  letsencrypt:\n    domains: [a.example.edu]\n"
                         "    staging: true\n")
     static = tomlkit.loads(render(paths, registry)[paths.traefik_toml].content.decode()).unwrap()
-    assert "staging" in static["certificatesResolvers"]["hardway"]["acme"]["caServer"]
+    staging = static["certificatesResolvers"]["hardway"]["acme"]
+    assert "staging" in staging["caServer"]
+    # another CA, another account store: staging's account never meets production
+    assert staging["storage"] != acme["storage"]
 
 
 def test_self_signed_pair_is_made_once_for_the_names(tmp_path):
