@@ -222,7 +222,9 @@ def test_self_signed_then_given_files_without_dropping_a_request(hub, alice):
     a = over_https(alice)
     assert a.execute("1 + 1") == "2"  # the kernel's websocket over wss://
 
-    cert, key = make_pair(["hub.example.edu"])
+    hub_key = ec.generate_private_key(ec.SECP256R1())
+    cert, key = make_pair(["hub.example.edu"], key=hub_key)
+    lapsed, _ = make_pair(["hub.example.edu"], days=-1, start_days=-90, key=hub_key)
     put(hub, "/etc/ssl/hub/hub.crt", cert, 0o644)
     put(hub, "/etc/ssl/hub/hub.key", key)
     _, other_key = make_pair(["hub.example.edu"])
@@ -255,6 +257,14 @@ def test_self_signed_then_given_files_without_dropping_a_request(hub, alice):
             assert time.monotonic() < deadline, "the given certificate is not served"
             time.sleep(0.1)
         route_seconds = bob.start_server()
+        # a renewal gone wrong: the configured file now holds an expired certificate.
+        # reload refuses it by name and the proxy keeps serving the good one
+        hub.c.path("/etc/ssl/hub/hub.crt").write_bytes(lapsed)
+        r = hw(hub, "config", "reload", check=False)
+        assert r.returncode == 2 and "https.tls.cert" in r.stderr and "expired" in r.stderr, \
+            r.stderr
+        assert names_of(peer_cert(443, "hub.example.edu")) == {"hub.example.edu"}
+        hub.c.path("/etc/ssl/hub/hub.crt").write_bytes(cert)
         hw(hub, "config", "set", "https.self_signed", "true", "https.tls.cert", "",
            "https.tls.key", "")
         assert "restarted: nothing" in reload(hub)

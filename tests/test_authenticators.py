@@ -152,3 +152,28 @@ def test_native_login_handler_works_on_jupyterhub_6():
     assert issubclass(handler, LoginHandler) and handler.__name__ == "LoginHandler"
     timer = handler.statsd.timer("login.authenticate").start()
     assert timer.stop(send=False) is None
+
+
+def test_github_organisations_and_teams(paths, registry):
+    """GitHub's live login flow cannot run here: github.com is unreachable from these
+    machines (no route beyond the package registries) and no local stand-in speaks its
+    OAuth + org API faithfully. What runs: the rendered config, checked against
+    oauthenticator's own GitHubOAuthenticator class, and the refusals."""
+    write_config(paths, "public_url: https://hub.example.edu/\nauth:\n  type: github\n"
+                 "  github:\n    client_id: abc\n    client_secret: def\n"
+                 "    allowed_organizations: [stat-dept, 'stat-dept:ta-team']\n")
+    settings = load_settings(paths, registry)
+    ctx = Context(paths, {"proxy_api_hash": "$2b$04$x"}, pm=registry.pm)
+    files = {f.path: f for f in render_all(settings, registry, ctx)}
+    config = json.loads(files[paths.hub_json].content)["config"]
+    gh = config["GitHubOAuthenticator"]
+    assert gh["allowed_organizations"] == ["stat-dept", "stat-dept:ta-team"]
+    assert gh["scope"] == ["read:org"]  # needed to see org and team membership
+    assert gh["oauth_callback_url"] == "https://hub.example.edu/hub/oauth_callback"
+    assert config["JupyterHub"]["authenticator_class"] == "github"
+    assert problems(config) == []
+    write_config(paths, "public_url: https://hub.example.edu/\nauth:\n  type: github\n"
+                 "  github:\n    client_id: abc\n    client_secret: def\n"
+                 "    allowed_organizations: ['not an org']\n")
+    with pytest.raises(ConfigError, match=r"auth\.github\.allowed_organizations"):
+        load_settings(paths, registry)
