@@ -167,6 +167,9 @@ def source(settings: Settings) -> str:
 def validate(settings: Settings) -> None:
     """The cross-key and file checks of the https.* settings."""
     mode = source(settings)
+    if mode != "off" and settings["https.port"] == settings["http.port"]:
+        raise ConfigError(f"https.port and http.port are both {settings['http.port']}: "
+                          "HTTPS needs a port of its own (443 by default)")
     if mode == "files":
         cert, key = settings["https.tls.cert"], settings["https.tls.key"]
         if not cert or not key:

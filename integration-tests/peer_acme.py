@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from peers import stop_process
 
 
 def free_port() -> int:
@@ -228,15 +229,8 @@ class Pebble:
             for p in sorted(self.dir.glob("*.log")))
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        for p in reversed(self.procs):  # pebble, then its DNS server
+            stop_process(p)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Pebble:

@@ -24,6 +24,17 @@ def wait_port(port: int, timeout: float = 10) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a peer this test started, by its PID: TERM, then KILL if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class Slapd:
     """OpenLDAP's slapd with an mdb database under a temp dir, on 127.0.0.1:PORT."""
 
@@ -85,12 +96,7 @@ ou: groups
         return dn
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -152,10 +158,5 @@ http {{
                        (self.dir / "error.log", self.dir / "access.log") if p.exists())
 
     def stop(self) -> None:
-        self.proc.terminate()  # the master; it stops its workers
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)  # the master; it stops its workers
         shutil.rmtree(self.dir, ignore_errors=True)

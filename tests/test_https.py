@@ -113,6 +113,8 @@ def test_bad_given_files_are_refused_naming_the_key(paths, registry, tmp_path, p
      "eab_kid and https.letsencrypt.eab_hmac go together"),
     ("https:\n  enabled: true\n  letsencrypt:\n    domains: ['bad name']\n",
      "https.letsencrypt.domains"),
+    ("https:\n  enabled: true\n  self_signed: true\n  port: 80\n",
+     "https.port and http.port are both 80"),
 ])
 def test_https_settings_that_cannot_work_are_refused(paths, registry, config, expect):
     write_config(paths, config)
