@@ -120,6 +120,17 @@ def test_traefik_api_needs_credentials_and_listens_on_loopback_only(hub):
     assert password not in journal
 
 
+def test_forwarded_headers_from_untrusted_clients_are_discarded(hub):
+    """With no http.trusted_proxies, a client claiming X-Forwarded-Proto: https is not
+    believed: the hub sees plain HTTP and its login cookie is not marked Secure (behind
+    nginx, with the proxy trusted, it is: test_behind_nginx_terminating_tls)."""
+    u = HubUser("http://127.0.0.1", "dora", "dora-password-long")
+    u.s.headers["X-Forwarded-Proto"] = "https"
+    u.login()
+    cookies = {c.name: c for c in u.s.cookies}
+    assert cookies["jupyterhub-hub-login"].secure is False, cookies
+
+
 def test_systemd_analyze_security_of_the_proxy(hub):
     out = hub.c.run(["systemd-analyze", "security", "--no-pager",
                      "jupyterhub-proxy.service"]).stdout
