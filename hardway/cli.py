@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from . import __version__
 from .errors import HardwayError, UsageError
@@ -96,44 +95,10 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     except HardwayError as e:
         print(f"settings are not valid: {e}")
         return 0
-    print(https_status(settings))
+    from .tls import status_line
+
+    print(status_line(settings))
     return 0
-
-
-def https_status(settings: Any) -> str:
-    """What the proxy serves on its HTTPS port, looked at from this machine."""
-    import datetime
-    import socket
-    import ssl
-
-    from . import tls
-
-    mode = tls.source(settings)
-    if mode == "off":
-        return "https: off"
-    names = {"acme": settings["https.letsencrypt.domains"],
-             "self-signed": tls.self_signed_names(settings)}.get(mode) or [None]
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    try:
-        with socket.create_connection(("127.0.0.1", settings["https.port"]), timeout=5) as raw, \
-                ctx.wrap_socket(raw, server_hostname=names[0]) as conn:
-            der = conn.getpeercert(binary_form=True)
-    except OSError as e:
-        return f"https: {mode}; nothing answers on port {settings['https.port']} ({e})"
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    cert = x509.load_der_x509_certificate(der or b"")
-    issuer = ", ".join(a.value for a in cert.issuer.get_attributes_for_oid(
-        NameOID.COMMON_NAME)) or cert.issuer.rfc4514_string()
-    left = cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
-    line = (f"https: {mode}; serving {', '.join(tls.cert_names(cert)) or '?'} issued by "
-            f"{issuer}, valid until {cert.not_valid_after_utc:%Y-%m-%d} ({left.days} days)")
-    if "TRAEFIK DEFAULT CERT" in issuer:
-        line += ("\n  not issued yet (Traefik's placeholder): "
-                 "journalctl -u jupyterhub-proxy | grep -i acme")
-    return line
 
 
 def cmd_lti(args: argparse.Namespace, paths: Paths) -> int:

@@ -229,7 +229,8 @@ def cmd_reload(args: argparse.Namespace, paths: Paths) -> int:
 
     require_root()
     force = {args.component} if args.component else set()
-    reload(paths, System(), force=force, dry_run=args.dry_run, timeout=args.timeout)
+    reload(paths, System(), force=force, dry_run=args.dry_run, timeout=args.timeout,
+           acme_wait=args.acme_wait)
     return 0
 
 
@@ -256,4 +257,7 @@ def add_writing_verbs(verbs: Any) -> None:
     v.add_argument("--dry-run", action="store_true", help="say what would change and restart")
     v.add_argument("--timeout", type=float, default=120.0,
                    help="seconds to wait for the hub to answer after a restart")
+    v.add_argument("--acme-wait", type=float, default=90.0,
+                   help="seconds to wait for an ACME certificate after the proxy restarted "
+                        "(the reload succeeds either way; this only reports)")
     v.set_defaults(func=cmd_reload)

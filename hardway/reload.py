@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import tls
 from .apply import apply_files, locked, write_atomic
 from .checks import check_rendered
 from .choices import Context, File
@@ -42,7 +45,7 @@ class Outcome:
 
 def reload(paths: Paths, system: System, force: set[str] | None = None,
            dry_run: bool = False, out: Callable[[str], None] = print,
-           timeout: float = 120) -> Outcome:
+           timeout: float = 120, acme_wait: float = 90) -> Outcome:
     force = force or set()
     with locked(paths.lock_file):
         registry = Registry(make_manager())
@@ -87,6 +90,7 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         reload_units, restart = restart_plan(
             changed, extra_hub=any("hub environment" in i for i in installed))
         restart |= {UNIT_OF[c] for c in force}
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
         try:
             restarted = restart_units(system, reload_units, restart, settings, timeout)
         except ServiceFailed as e:
@@ -104,7 +108,44 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
             out("hardway: nothing changed; nothing restarted.")
         else:
             out("restarted: " + (", ".join(restarted) or "nothing (no restart needed)"))
+        if PROXY_UNIT in restarted and tls.source(settings) == "acme":
+            out(acme_outcome(system, settings, since, acme_wait))
         return Outcome(changed, restarted, installed)
+
+
+#: what Traefik logs when an ACME order fails (the account, a challenge, the CA)
+ACME_FAILURE = re.compile(r"Unable to obtain ACME certificate|Cannot retrieve the ACME "
+                          r"challenge|The ACME resolver .* is skipped|unable to get ACME account")
+
+
+def acme_outcome(system: System, settings: Settings, since: str, wait: float) -> str:
+    """After the proxy restarted with an ACME resolver: wait until the CA's certificate is
+    served, or until Traefik logs why it is not, and say which. The hub already answers
+    either way (Traefik serves a placeholder meanwhile), so this never fails the reload."""
+    domains = settings["https.letsencrypt.domains"]
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            s = tls.served(settings["https.port"], domains[0])
+            if not s.placeholder and domains[0] in s.names:
+                return f"https: certificate from the ACME CA: {s.describe()}"
+        except OSError:
+            pass
+        log = system.run(["journalctl", "--no-pager", "-o", "cat", "-u", PROXY_UNIT,
+                          "--since", since], check=False).stdout or ""
+        errors = [ln.strip() for ln in log.splitlines() if ACME_FAILURE.search(ln)]
+        if errors:
+            return (f"warning: the ACME CA gave no certificate for {', '.join(domains)}; "
+                    f"Traefik says:\n  {errors[-1][:600]}\nUntil this is fixed HTTPS "
+                    "serves Traefik's self-signed placeholder. Usual causes: a name that "
+                    "does not resolve to this server, port 80 (http-01) or 443 "
+                    "(tls-alpn-01) closed to the CA, a wrong EAB key. "
+                    "Watch: journalctl -u jupyterhub-proxy -f")
+        if time.monotonic() > deadline:
+            return (f"warning: no certificate from the ACME CA for {', '.join(domains)} "
+                    f"after {wait:.0f} s (still trying); watch: journalctl -u "
+                    "jupyterhub-proxy -f, then `hardway status`")
+        time.sleep(0.5)
 
 
 def env_specs(paths: Paths, registry: Registry, settings: Settings) -> list[Any]:

@@ -202,3 +202,64 @@ def self_signed_names(settings: Settings) -> list[str]:
         host = urlsplit(settings["public_url"] or "").hostname
         names = [n for n in (host, socket.gethostname(), "localhost", "127.0.0.1") if n]
     return list(dict.fromkeys(names))
+
+
+TRAEFIK_PLACEHOLDER = "TRAEFIK DEFAULT CERT"
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    names: tuple[str, ...]
+    issuer: str
+    not_after: datetime.datetime
+
+    @property
+    def placeholder(self) -> bool:
+        return TRAEFIK_PLACEHOLDER in self.issuer
+
+    def describe(self) -> str:
+        left = self.not_after - datetime.datetime.now(datetime.timezone.utc)
+        return (f"serving {', '.join(self.names) or '?'} issued by {self.issuer}, valid "
+                f"until {self.not_after:%Y-%m-%d} ({left.days} days)")
+
+
+def served(port: int, server_name: str | None, host: str = "127.0.0.1",
+           timeout: float = 5) -> Served:
+    """The certificate the proxy serves at host:port for ``server_name`` (not verified:
+    this says what is served, not whether a browser trusts it). OSError if nothing
+    answers or the handshake fails."""
+    import socket
+    import ssl
+
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=timeout) as raw, \
+            ctx.wrap_socket(raw, server_hostname=server_name) as conn:
+        der = conn.getpeercert(binary_form=True)
+    if not der:
+        raise OSError("no certificate in the handshake")
+    cert = x509.load_der_x509_certificate(der)
+    issuer = ", ".join(str(a.value) for a in cert.issuer.get_attributes_for_oid(
+        NameOID.COMMON_NAME)) or cert.issuer.rfc4514_string()
+    return Served(cert_names(cert), issuer, cert.not_valid_after_utc)
+
+
+def status_line(settings: Settings) -> str:
+    """One line for `hardway status`: the source and what the proxy serves."""
+    mode = source(settings)
+    if mode == "off":
+        return "https: off"
+    name = {"acme": settings["https.letsencrypt.domains"][:1],
+            "self-signed": self_signed_names(settings)[:1]}.get(mode) or [None]
+    try:
+        s = served(settings["https.port"], name[0])
+    except OSError as e:
+        return f"https: {mode}; nothing answers on port {settings['https.port']} ({e})"
+    line = f"https: {mode}; {s.describe()}"
+    if s.placeholder:
+        line += ("\n  not issued yet (Traefik's placeholder): "
+                 "journalctl -u jupyterhub-proxy | grep -i acme")
+    return line

@@ -86,7 +86,8 @@ class Traefik(Choice):
         entry_points: dict[str, Any] = {ENTRYPOINT: main}
         static: dict[str, Any] = {
             "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
-            "log": {"level": settings["proxy.traefik.log_level"]},
+            # plain text for journald (colour codes make `journalctl | grep` miss)
+            "log": {"level": settings["proxy.traefik.log_level"], "noColor": True},
             "entryPoints": entry_points,
             "api": {"dashboard": False},
             "providers": {

@@ -128,7 +128,7 @@ def test_render_hooks(paths, registry_plus):
     assert config["JupyterHub"]["authenticator_class"] == "labsso.Auth"
     assert config["JupyterHub"]["template_vars"] == {"motd": "hi"}
     static = tomlkit.loads(files[paths.traefik_toml].content.decode()).unwrap()
-    assert static["log"] == {"level": "INFO", "format": "json"}
+    assert static["log"] == {"level": "INFO", "noColor": True, "format": "json"}
     extra = files[paths.rules_dir / "50-plugins.toml"]
     assert extra.component == "proxy-dynamic"
     assert "stsSeconds" in extra.content.decode()
