@@ -126,7 +126,7 @@ def acme_outcome(system: System, settings: Settings, since: str, wait: float) ->
     deadline = time.monotonic() + wait
     while True:
         try:
-            s = tls.served(settings["https.port"], domains[0])
+            s = tls.served(settings["https.port"], tls.server_name(settings))
             if not s.placeholder and domains[0] in s.names:
                 return f"https: certificate from the ACME CA: {s.describe()}"
         except OSError:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from .settings import Settings
 
 #: regenerate a self-signed certificate this long before it expires
@@ -41,10 +43,9 @@ def _read(path: Path, key: str) -> bytes:
         raise ConfigError(f"{key}: {path} is a directory, not a PEM file") from None
 
 
-def cert_names(cert: object) -> tuple[str, ...]:
+def cert_names(cert: x509.Certificate) -> tuple[str, ...]:
     from cryptography import x509
 
-    assert isinstance(cert, x509.Certificate)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -247,15 +248,23 @@ def served(port: int, server_name: str | None, host: str = "127.0.0.1",
     return Served(cert_names(cert), issuer, cert.not_valid_after_utc)
 
 
+def server_name(settings: Settings) -> str | None:
+    """The name to ask the proxy for (SNI) when looking at what it serves."""
+    mode = source(settings)
+    if mode == "acme":
+        return settings["https.letsencrypt.domains"][0]
+    if mode == "self-signed":
+        return self_signed_names(settings)[0]
+    return None  # given files: Traefik serves them as the default certificate
+
+
 def status_line(settings: Settings) -> str:
     """One line for `hardway status`: the source and what the proxy serves."""
     mode = source(settings)
     if mode == "off":
         return "https: off"
-    name = {"acme": settings["https.letsencrypt.domains"][:1],
-            "self-signed": self_signed_names(settings)[:1]}.get(mode) or [None]
     try:
-        s = served(settings["https.port"], name[0])
+        s = served(settings["https.port"], server_name(settings))
     except OSError as e:
         return f"https: {mode}; nothing answers on port {settings['https.port']} ({e})"
     line = f"https: {mode}; {s.describe()}"

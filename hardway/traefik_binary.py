@@ -104,8 +104,7 @@ def release_url(base: str, a: str) -> str:
     return f"{base.rstrip('/')}/v{VERSION}/traefik_v{VERSION}_linux_{a}.tar.gz"
 
 
-def from_release(target: Path, system: System | None, base: str = RELEASES,
-                 timeout: float = 60) -> Installed:
+def from_release(target: Path, base: str = RELEASES, timeout: float = 60) -> Installed:
     """The release tarball from ``base`` (the release host or a mirror laid out like it),
     checked against our pin. jupyterhub_traefik_proxy's installer cannot take a mirror and
     only warns when it cannot check a checksum, so hardway fetches the tarball itself."""
@@ -174,7 +173,7 @@ def ensure(target: Path, system: System, local: Path | None,
             return None
         return from_path(local, target, system)
     try:
-        return from_release(target, system, releases)
+        return from_release(target, releases)
     except HardwayError as e:
         if "refusing" in str(e):
             raise

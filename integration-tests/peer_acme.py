@@ -71,7 +71,7 @@ def self_signed(cert_path: Path, key_path: Path) -> None:
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def served_certificate(port: int, server_name: str, cafile: str | None = None,
+def served_certificate(port: int, server_name: str | None, cafile: str | None = None,
                        host: str = "127.0.0.1", timeout: float = 5) -> x509.Certificate:
     """The leaf certificate served at host:port for SNI server_name.
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hubclient import HubUser, RequestLoop
-from peer_acme import Pebble, eab_key
+from peer_acme import Pebble, eab_key, served_certificate
 from peers import Nginx
 from test_config import hw, pids
 
@@ -43,14 +43,7 @@ def reload(hub) -> str:
 
 def peer_cert(port: int = 443, server_name: str | None = None) -> x509.Certificate:
     """The certificate the proxy serves (unverified: we look at what it is)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname=server_name) as tls:
-        der = tls.getpeercert(binary_form=True)
-    assert der
-    return x509.load_der_x509_certificate(der)
+    return served_certificate(port, server_name)
 
 
 def names_of(cert: x509.Certificate) -> set[str]:

@@ -36,7 +36,7 @@ def test_pins_cover_the_supported_architectures():
 
 
 def test_release_failure_falls_back_to_the_index_and_says_so(tmp_path, monkeypatch):
-    def unreachable(target, system, base, timeout=60):
+    def unreachable(target, base, timeout=60):
         raise HardwayError(f"downloading {tb.release_url(base, 'amd64')} failed: "
                            "[Errno -2] Name or service not known")
 
@@ -52,7 +52,7 @@ def test_release_failure_falls_back_to_the_index_and_says_so(tmp_path, monkeypat
 
 
 def test_a_checksum_mismatch_from_the_release_is_never_papered_over(tmp_path, monkeypatch):
-    def bad(target, system, base, timeout=60):
+    def bad(target, base, timeout=60):
         raise HardwayError("Traefik from the release host has sha256 x, expected y: "
                            "refusing to install it")
 
