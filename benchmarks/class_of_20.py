@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration-tests"))
 
 from harness import Container
+from hubclient import HubUser
 from scenarios import class_arrives
 
 
@@ -31,10 +32,12 @@ def main() -> int:
     rounds = []
     try:
         c.boot()
-        c.run(["python3", "/root/hardway/bootstrap/bootstrap.py", "--admin", "alice"],
-              timeout=1800)
+        c.run(["python3", "/root/hardway/bootstrap/bootstrap.py", "--admin",
+               "alice:bench-admin-password"], timeout=1800)
+        admin = HubUser("http://127.0.0.1", "alice", "bench-admin-password").sign_in()
         for r in range(args.rounds):
-            result = class_arrives("http://127.0.0.1", args.users, prefix=f"r{r}s")
+            result = class_arrives("http://127.0.0.1", args.users, prefix=f"r{r}s",
+                                   admin=admin)
             rounds.append({**result.figures(), "failures": result.failures})
             # stop this round's servers so rounds do not pile up
             c.run(["bash", "-c", "systemctl stop 'jupyter-r*-singleuser.service' || true"])

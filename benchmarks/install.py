@@ -47,7 +47,7 @@ def one_run(i: int) -> dict[str, float]:
         out = {"cold": timed(c, cmd)}
         out["rerun"] = statistics.median(timed(c, cmd) for _ in range(3))
         t0 = time.monotonic()
-        u = HubUser("http://127.0.0.1", "bench", "bench-password-1")
+        u = HubUser("http://127.0.0.1", "alice", pw)
         u.login()
         u.make_token()
         u.start_server()

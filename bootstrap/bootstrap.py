@@ -12,7 +12,13 @@ Constraints on this file, and why:
   is one line on stderr and exit status 2, before anything is written.
 - Nothing may prompt: apt runs non-interactively, pip and uv never ask.
 - No secret reaches a command line, the terminal or the log: admin passwords go to
-  ``hardway install`` on its standard input.
+  ``hardway install`` on its standard input. A password given as ``--admin
+  NAME:PASSWORD`` is on this script's own command line, though: the first thing main()
+  does is overwrite it there (``/proc/self/cmdline``, through ``/proc/self/mem``; best
+  effort), and it warns that the password was visible to other local users while the
+  command started (a parent ``sudo`` keeps showing it) and stays in the shell history.
+  ``--admin NAME`` is the safe form: ``hardway install`` then generates a first
+  password and shows it once.
 
 What it does, each step skipped when already done:
   1. apt-installs the few Debian packages it needs (python3-venv, ca-certificates);
@@ -62,6 +68,59 @@ class Parser(argparse.ArgumentParser):
         raise Refusal("bootstrap.py: {} (see --help)".format(message))
 
 
+def is_admin_flag(arg):
+    """``--admin`` or an abbreviation argparse accepts for it (``--adm``)."""
+    return len(arg) >= 3 and b"--admin".startswith(arg)
+
+
+def redact_admin_args(area):
+    """The NUL-separated argument bytes ``area`` with each ``--admin NAME:PASSWORD`` (or
+    ``--admin=NAME:PASSWORD``) shortened to ``NAME:***``, padded with NULs to the same
+    length (never longer: it is written back in place); and how many were changed."""
+    def masked(value):
+        name, _, password = value.partition(b":")
+        return name + b":" + b"*" * min(3, len(password))
+
+    out = []
+    count = 0
+    prev = b""
+    for arg in area.split(b"\0"):
+        new = arg
+        flag, eq, value = arg.partition(b"=")
+        if is_admin_flag(prev) and b":" in arg:
+            new = masked(arg)
+        elif arg.startswith(b"--") and eq and is_admin_flag(flag) and b":" in value:
+            new = flag + b"=" + masked(value)
+        if new != arg:
+            count += 1
+        out.append(new)
+        prev = arg
+    joined = b"\0".join(out)
+    return joined + b"\0" * (len(area) - len(joined)), count
+
+
+def scrub_cmdline_passwords():
+    """Remove admin passwords from this process's command line as other users see it
+    (``ps``, /proc/PID/cmdline): overwrite the kernel's argument area through
+    /proc/self/mem. Returns how many were removed; best effort, never raises."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        # fields after "(comm)" start at field 3; arg_start and arg_end are fields 48, 49
+        fields = stat[stat.rindex(b")") + 2:].split()
+        start, end = int(fields[45]), int(fields[46])
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            area = mem.read(end - start)
+            new, count = redact_admin_args(area)
+            if count and len(new) == len(area):
+                mem.seek(start)
+                mem.write(new)
+        return count
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def parse_args(argv):
     p = Parser(prog="bootstrap.py", description="Install or upgrade a hardway JupyterHub.")
     p.add_argument("--admin", action="append", default=[], metavar="NAME[:PASSWORD]",
@@ -84,6 +143,9 @@ def parse_args(argv):
         if sep and not password:
             raise Refusal("bootstrap.py: --admin {}: empty password after ':' (give "
                           "NAME:PASSWORD, or just NAME)".format(name))
+        if len(password.encode("utf-8")) > 72:
+            raise Refusal("bootstrap.py: --admin {}: the password is longer than 72 bytes, "
+                          "bcrypt's limit (give a shorter one, or just NAME)".format(name))
         admins[name.lower()] = password if sep else None
     args.admins = admins
     if args.wheelhouse is not None and not os.path.isdir(args.wheelhouse):
@@ -230,9 +292,20 @@ def default_source():
     return "hardway"
 
 
+PASSWORD_WARNING = ("bootstrap.py: warning: a password on the command line (--admin "
+                    "NAME:PASSWORD) is visible to other local users (ps) while the command "
+                    "starts (under sudo, in sudo's command line until it ends) and stays in "
+                    "your shell history; prefer --admin NAME: a first password is then "
+                    "generated and shown once")
+
+
 def main(argv=None):
+    if argv is None:
+        scrub_cmdline_passwords()
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
+        if any(args.admins.values()):
+            print(PASSWORD_WARNING, file=sys.stderr)
         check_system(args.force)
     except Refusal as e:
         print(str(e), file=sys.stderr)

@@ -45,18 +45,62 @@ def write_atomic(path: Path, content: bytes, mode: int = 0o644,
 
 
 def differs(file: File, uid: int | None, gid: int | None) -> str | None:
-    """Why ``file`` on disk differs from what was rendered ("content", "mode"...), or None."""
+    """Why ``file`` on disk differs from what was rendered ("content", "mode"...), or None.
+
+    Nothing here follows a symbolic link: a link (or any non-regular file) planted where
+    a rendered file belongs is reported and then replaced by the rename in
+    :func:`write_atomic`, which swaps the link itself and never writes through it.
+    """
     try:
-        st = file.path.stat()
+        st = os.lstat(file.path)
     except FileNotFoundError:
         return "new"
-    if file.path.read_bytes() != file.content:
+    if stat.S_ISLNK(st.st_mode):
+        return (f"a symbolic link to {os.readlink(file.path)} was there: refused to follow "
+                "it, replaced it with the file")
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file: replaced"
+    if read_nofollow(file.path) != file.content:
         return "content"
     if stat.S_IMODE(st.st_mode) != file.mode:
         return "mode"
     if (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid):
         return "owner"
     return None
+
+
+def read_nofollow(path: Path) -> bytes:
+    """A regular file's bytes; refuses (OSError) a symbolic link or a FIFO in its place."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return f.read()
+
+
+def secure_owner(path: Path, mode: int, uid: int, gid: int) -> str | None:
+    """Give a file in a directory a less privileged user can write (Traefik's ACME
+    store) this mode and owner, through an O_NOFOLLOW descriptor: a planted symbolic link
+    (to /etc/shadow, say) is refused and named, never chowned or chmodded through.
+    Returns a line saying what was done or refused, or None when nothing had to change."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if os.path.islink(path):
+            return (f"refused {path}: a symbolic link (to {os.readlink(path)}), not "
+                    "followed; remove it")
+        return f"skipped {path}: {e.strerror}"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return f"refused {path}: not a regular file; remove it"
+        if (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, uid, gid):
+            return None
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+        return f"made {path} {mode:04o} {uid}:{gid}"
+    finally:
+        os.close(fd)
 
 
 def apply_files(files: Iterable[File], system: System | None,
@@ -87,6 +131,46 @@ def locked(lock_file: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def lock_down(root: Path, drop: tuple[str, ...] = (".lock",)) -> list[str]:
+    """Make sure no user but root can write anything under ``root`` (an environment, a
+    cache, hardway's state): group/other write bits are cleared, and lock files named in
+    ``drop`` are removed, since a user who can merely *read* one can hold a lock on it and
+    stall root's next package step. Links are never followed. Says what it changed."""
+    if not root.is_dir() or root.is_symlink():
+        return []
+    fixed = 0
+    dropped = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [".", *dirnames, *filenames]:
+            path = os.path.join(dirpath, name) if name != "." else dirpath
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            if name in drop and stat.S_ISREG(st.st_mode):
+                os.unlink(path)
+                dropped += 1
+                continue
+            if st.st_mode & 0o022:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                except OSError:
+                    continue
+                try:
+                    os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) & ~0o022)
+                finally:
+                    os.close(fd)
+                fixed += 1
+    changes = []
+    if fixed:
+        changes.append(f"{root}: removed write access for other users from {fixed} entries")
+    if dropped:
+        changes.append(f"{root}: removed {dropped} lock file(s) users could hold")
+    return changes
 
 
 def ensure_dir(path: Path, mode: int, uid: int = 0, gid: int = 0) -> list[str]:

@@ -54,12 +54,17 @@ class Context:
     admin_passwords: dict[str, str] = dataclasses.field(default_factory=dict)
     #: free-form notes a step leaves for the summary ("traefik: from the package index")
     notes: list[str] = dataclasses.field(default_factory=list)
+    #: lines shown once on the operator's terminal and written to no log (a generated
+    #: first password); printed at the end of install, after the summary
+    terminal_only: list[str] = dataclasses.field(default_factory=list)
     #: the plugin manager, for hooks a choice calls while rendering
     pm: Any = None
     #: facts recorded in install-state.json and shown by `hardway status`
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: ``--traefik-binary PATH``
     traefik_local: Path | None = None
+    #: this machine's memory in bytes (0: unknown), gathered before rendering
+    memory_total: int = 0
 
 
 class Choice:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import os
+import shlex
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -138,8 +141,26 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def log_traceback(path: Path, argv: Sequence[str], exc: BaseException) -> None:
+    """Append ``exc``'s traceback to ``path`` (directory 0700, file 0600, both root's)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8", errors="replace") as f:
+        os.fchmod(fd, 0o600)
+        stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        f.write(f"--- {stamp} hardway {__version__}: hardway {shlex.join(argv)}\n")
+        f.write("".join(traceback.format_exception(exc)))
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (the message's own lines joined)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     paths = default_paths()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args, paths) or 0)
@@ -150,6 +171,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hardway: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        # a bug or a state hardway did not foresee: one line for the person, the
+        # traceback for whoever fixes it
+        log.exception("unexpected error")
+        try:
+            log_traceback(paths.cli_log, argv, e)
+            where = f"the traceback is in {paths.cli_log}"
+        except (OSError, ValueError) as log_error:
+            why = getattr(log_error, "strerror", None) or log_error
+            where = f"the traceback could not be written to {paths.cli_log} ({why})"
+        print(f"hardway: unexpected error: {one_line(e)}; {where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

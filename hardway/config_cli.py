@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import sys
 from typing import Any
 
-from .errors import UsageError
+from .errors import FileWriteError, UsageError
 from .paths import Paths
 from .settings import Key
 
@@ -108,8 +109,15 @@ def _edit(paths: Paths, key_names: list[str], change: Any, dry_run: bool) -> int
     registry = _registry()
     decl = registry.declarations()
     keys = [decl.get(name) for name in key_names]
-    paths.etc.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with locked(paths.lock_file):
+    with contextlib.ExitStack() as stack:
+        try:
+            paths.etc.mkdir(mode=0o700, parents=True, exist_ok=True)
+            stack.enter_context(locked(paths.lock_file))
+        except OSError as e:
+            hint = " (run it as root: sudo hardway ...)" if isinstance(e, PermissionError) else ""
+            raise FileWriteError(f"cannot lock {paths.lock_file} to change "
+                                 f"{paths.config_file}: {e.strerror or e}; nothing was "
+                                 f"changed{hint}") from None
         doc = ConfigDoc(paths.config_file)
         messages = [change(doc, key) for key in keys]
         text = doc.dumps()
@@ -122,7 +130,15 @@ def _edit(paths: Paths, key_names: list[str], change: Any, dry_run: bool) -> int
             print(diff or "(no change)")
             return 0
         if text != doc.original:
-            write_atomic(paths.config_file, text.encode(), 0o600, 0, 0)
+            try:
+                write_atomic(paths.config_file, text.encode(), 0o600, 0, 0)
+            except OSError as e:
+                # exit 1, not 2: the input was fine, the system could not take it.
+                # write_atomic renames a complete temp file into place or removes it,
+                # so config.yaml is exactly as it was.
+                raise FileWriteError(
+                    f"cannot write {paths.config_file}: {e.strerror or e}; it was left "
+                    "unchanged") from None
         for message in messages:
             print(message)
         for key in keys:
@@ -138,16 +154,19 @@ def _edit(paths: Paths, key_names: list[str], change: Any, dry_run: bool) -> int
 
 def _parse(key: Key, text: str) -> Any:
     from . import keytypes as kt
+    from .settings import check_secret, check_secret_file_readable, secret_file_refs
 
-    if key.secret and text.startswith("file:"):
-        from .settings import check_secret_file
-
-        try:
-            return check_secret_file(text)
-        except kt.BadValue as e:
-            raise UsageError(f"{key.name}: {e}") from None
     try:
-        return key.type.parse(text)
+        if not key.secret:
+            return key.type.parse(text)
+        # the rules the files follow (settings.flatten), plus: each file named is there
+        value = check_secret(key, text if text.startswith("file:") else key.type.parse(text))
+        for label, ref in secret_file_refs(value):
+            try:
+                check_secret_file_readable(ref)
+            except kt.BadValue as e:
+                raise kt.BadValue(f"{label}{e}") from None
+        return value
     except kt.BadValue as e:
         raise UsageError(f"{key.name}: {e}") from None
 

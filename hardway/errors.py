@@ -30,5 +30,12 @@ class SystemError_(HardwayError):
     """A command on the system failed (systemctl, useradd, apt, uv...)."""
 
 
+class FileWriteError(HardwayError):
+    """A file hardway must write could not be (a full disk, a read-only file system).
+
+    Not bad input, so exit status 1. Writes are atomic: the file is as it was before.
+    """
+
+
 class ServiceFailed(HardwayError):
     """A service did not come up in time; the message carries its last journal lines."""

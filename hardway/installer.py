@@ -21,7 +21,7 @@ from pathlib import Path
 import bcrypt
 
 from . import pyenv
-from .apply import apply_files, ensure_dir, locked, write_atomic
+from .apply import apply_files, ensure_dir, lock_down, locked, write_atomic
 from .choices import Context, File
 from .configfile import ConfigDoc
 from .errors import HardwayError, ServiceFailed
@@ -119,7 +119,8 @@ def directories_step(paths: Paths) -> list[str]:
     changes = []
     changes += ensure_dir(paths.etc, 0o700)
     changes += ensure_dir(paths.config_d, 0o700)
-    changes += ensure_dir(paths.state, 0o755)
+    # others may pass through to the proxy's files, never list or read the rest
+    changes += ensure_dir(paths.state, 0o711)
     changes += ensure_dir(paths.hub_dir, 0o700)
     changes += ensure_dir(paths.log_dir, 0o700)
     return changes
@@ -144,6 +145,24 @@ def settings_step(paths: Paths, admins: dict[str, str | None]) -> list[str]:
         if missing:
             changes.append(f"admins added: {', '.join(missing)}")
         return changes
+
+
+#: bump when lock_down's rules change, so existing installs are walked once more
+LOCKDOWN_VERSION = 1
+
+
+def permissions_step(paths: Paths, state: dict[str, object], envs_changed: bool) -> list[str]:
+    """Nothing hardway keeps for root may be writable by users (environments, caches,
+    lock files, state): walked after any environment changed, and once per install that
+    predates these rules."""
+    changes = ensure_dir(paths.cache, 0o700)
+    if envs_changed or state.get("locked_down") != LOCKDOWN_VERSION:
+        for tree in (paths.prefix, paths.cache):
+            changes += lock_down(tree)
+        for tree in (paths.state, paths.etc):  # hardway's own lock file lives here: kept
+            changes += lock_down(tree, drop=())
+        state["locked_down"] = LOCKDOWN_VERSION
+    return changes
 
 
 def apt_step(system: System, packages: list[str]) -> list[str]:
@@ -237,6 +256,8 @@ def restart_plan(changed: list[tuple[File, str]], extra_hub: bool = False,
             restart.add(HUB_UNIT)
         elif f.component == "proxy":
             restart.add(PROXY_UNIT)
+        elif f.component.endswith(".service"):
+            restart.add(f.component)
     if extra_hub:
         restart.add(HUB_UNIT)
     if extra_proxy:
@@ -244,11 +265,24 @@ def restart_plan(changed: list[tuple[File, str]], extra_hub: bool = False,
     return reload_units, restart
 
 
-def services_step(system: System, daemon_reload: bool, restart: set[str]) -> list[str]:
+def service_units(files: list[File]) -> list[str]:
+    """Units of the hardway services the rendered files belong to, in start order: the
+    helpers (confinement, ...) first, then the proxy, then the hub."""
+    helpers = sorted({f.component for f in files if f.component.endswith(".service")})
+    return [*helpers, PROXY_UNIT, HUB_UNIT]
+
+
+def restart_verb(unit: str) -> str:
+    """The proxy and the hub restart; a helper (a oneshot that loads rules) reloads."""
+    return "restart" if unit in (PROXY_UNIT, HUB_UNIT) else "reload-or-restart"
+
+
+def services_step(system: System, daemon_reload: bool, restart: set[str],
+                  units: list[str] | None = None) -> list[str]:
     changes = []
     if daemon_reload:
         system.systemctl("daemon-reload")
-    for unit in (PROXY_UNIT, HUB_UNIT):
+    for unit in units or [PROXY_UNIT, HUB_UNIT]:
         state = system.unit_state(unit)
         if state.get("UnitFileState") != "enabled":
             system.systemctl("enable", unit)
@@ -257,7 +291,7 @@ def services_step(system: System, daemon_reload: bool, restart: set[str]) -> lis
             system.systemctl("start", unit)
             changes.append(f"started {unit}")
         elif unit in restart:
-            system.systemctl("restart", unit)
+            system.systemctl(restart_verb(unit), unit)
             changes.append(f"restarted {unit}")
     return changes
 
@@ -340,7 +374,7 @@ def read_state(paths: Paths) -> dict[str, object]:
 def install(paths: Paths, system: System, options: Options,
             out: Callable[[str], None] = print) -> list[str]:
     """Run every step; returns the list of changes (empty: nothing to do)."""
-    rep = Reporter(12, out)
+    rep = Reporter(13, out)
     registry = Registry(make_manager())
     rep.step("directories", lambda: directories_step(paths))
     rep.step("settings", lambda: settings_step(paths, options.admins))
@@ -349,58 +383,72 @@ def install(paths: Paths, system: System, options: Options,
     rep.step("system packages", lambda: apt_step(system, collect(registry, settings, "apt")))
     hub_changes = rep.step("hub environment", lambda: hub_env(paths, registry, settings).ensure(
         system, uv_path(), options.wheelhouse))
-    rep.step("user environment", lambda: user_env(paths, registry, settings).ensure(
-        system, uv_path(), options.wheelhouse))
+    user_changes = rep.step("user environment", lambda: user_env(
+        paths, registry, settings).ensure(system, uv_path(), options.wheelhouse))
     ctx = Context(paths, public_secrets(paths), system,
                   admin_passwords={k: v for k, v in options.admins.items() if v},
-                  pm=registry.pm, traefik_local=options.traefik_binary)
+                  pm=registry.pm, traefik_local=options.traefik_binary,
+                  memory_total=system.memory_total())
     old_state = read_state(paths)
     ctx.state.update(old_state)
     ctx.state["hub_env"] = hub_env_fingerprint()
+    rep.step("permissions", lambda: permissions_step(
+        paths, ctx.state, bool(hub_changes or user_changes)))
     proxy_changes = rep.step("proxy and spawner prerequisites", lambda: [
         c for choice in registry.selected(settings).values()
         for c in choice.install(settings, ctx)])
     files_changed: list[tuple[File, str]] = []
+    units: list[str] = []
 
     def files_step() -> list[str]:
         from .checks import check_rendered
 
         files = render_all(settings, registry, ctx)
+        units.extend(service_units(files))
         check_rendered([f for f, _ in apply_files(files, system, dry_run=True)], paths)
         files_changed.extend(apply_files(files, system))
         return [f"wrote {f.path} ({why})" for f, why in files_changed]
 
     rep.step("configuration files", files_step)
     rep.step("post-install", lambda: post_install_step(registry, settings, ctx))
-    if ctx.state != old_state:
-        write_atomic(paths.install_state,
-                     (json.dumps(ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
-    traefik_changed = any("Traefik" in c for c in proxy_changes)
-    hub_code_changed = old_state.get("hub_env") != ctx.state["hub_env"]
-    if hub_code_changed and old_state:
-        rep.changed.append("the hub environment changed: the hub restarts to load it")
-    daemon_reload, restart = restart_plan(files_changed,
-                                          extra_hub=bool(hub_changes) or hub_code_changed,
-                                          extra_proxy=traefik_changed)
-    rep.step("services", lambda: services_step(system, daemon_reload, restart))
+    try:
+        if ctx.state != old_state:
+            write_atomic(paths.install_state,
+                         (json.dumps(ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+        traefik_changed = any("Traefik" in c for c in proxy_changes)
+        hub_code_changed = old_state.get("hub_env") != ctx.state["hub_env"]
+        if hub_code_changed and old_state:
+            rep.changed.append("the hub environment changed: the hub restarts to load it")
+        daemon_reload, restart = restart_plan(files_changed,
+                                              extra_hub=bool(hub_changes) or hub_code_changed,
+                                              extra_proxy=traefik_changed)
+        rep.step("services", lambda: services_step(system, daemon_reload, restart, units))
 
-    def check() -> list[str]:
-        took = wait_for_hub(system, settings, options.wait_timeout)
-        out(f"      the hub answers through the proxy at {hub_url(settings)} "
-            f"(waited {took:.1f} s)")
-        return []
+        def check() -> list[str]:
+            took = wait_for_hub(system, settings, options.wait_timeout)
+            out(f"      the hub answers through the proxy at {hub_url(settings)} "
+                f"(waited {took:.1f} s)")
+            return []
 
-    rep.step("check", check)
-    rep.step("command line", lambda: cli_link_step(paths))
-    for note in ctx.notes:
-        out(f"note: {note}")
-        log.info("note: %s", note)
-    if rep.changed:
-        out(f"hardway: install finished in {time.monotonic() - rep.start:.1f} s; "
-            f"{len(rep.changed)} change(s).")
-    else:
-        out(f"hardway: nothing to change; everything was already in place "
-            f"({time.monotonic() - rep.start:.1f} s).")
-    out(f"The hub: {hub_url(settings)}   settings: {paths.config_file}   "
-        f"logs: journalctl -u jupyterhub -u jupyterhub-proxy")
+        rep.step("check", check)
+        rep.step("command line", lambda: cli_link_step(paths))
+        for note in ctx.notes:
+            out(f"note: {note}")
+            log.info("note: %s", note)
+        if rep.changed:
+            out(f"hardway: install finished in {time.monotonic() - rep.start:.1f} s; "
+                f"{len(rep.changed)} change(s).")
+        else:
+            out(f"hardway: nothing to change; everything was already in place "
+                f"({time.monotonic() - rep.start:.1f} s).")
+        out(f"The hub: {hub_url(settings)}   settings: {paths.config_file}   "
+            f"logs: journalctl -u jupyterhub -u jupyterhub-proxy")
+    except BaseException:
+        # a password generated above is stored already: show it even when a later step
+        # fails, or the admin could never learn it
+        for line in ctx.terminal_only:
+            out(line)
+        raise
+    for line in ctx.terminal_only:  # never logged: shown once, here
+        out(line)
     return rep.changed

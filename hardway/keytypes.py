@@ -8,6 +8,7 @@ with a hint to quote it, rather than silently turned into ``"123"``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -176,12 +177,17 @@ class Name(Str):
 
 
 class Memory(Str):
-    """A size like 512M or 2G, as systemd's MemoryMax and JupyterHub's mem_limit take."""
+    """A size like 512M or 2G, as systemd's MemoryMax and JupyterHub's mem_limit take;
+    ``auto`` (chosen from the machine's memory) and ``none`` (no limit) when allowed."""
 
     name = "size"
 
-    def __init__(self) -> None:
-        super().__init__(r"[1-9][0-9]*[KMGT]?", "a size such as 512M or 2G (K, M, G or T suffix)")
+    def __init__(self, words: tuple[str, ...] = ()) -> None:
+        self.words = words
+        accepted = "a size such as 512M or 2G (K, M, G or T suffix)"
+        if words:
+            accepted += ", or " + " or ".join(words)
+        super().__init__(r"[1-9][0-9]*[KMGT]?" + "".join(f"|{w}" for w in words), accepted)
 
 
 class Url(Str):
@@ -212,6 +218,42 @@ class BaseUrl(Str):
     def __init__(self) -> None:
         super().__init__(r"/([A-Za-z0-9._~-]+/)*",
                          "a path starting and ending with /, e.g. /jupyter/")
+
+
+class IPAddress(Str):
+    """An IPv4 or IPv6 address, written without brackets; empty means every address.
+
+    Kept in its canonical form (``2001:DB8:0::1`` becomes ``2001:db8::1``). Wherever it
+    goes into a URL or a ``host:port`` pair, write it with :func:`host_port`, which puts
+    an IPv6 address in brackets.
+    """
+
+    name = "IP address"
+
+    def __init__(self) -> None:
+        super().__init__(accepted="an IPv4 or IPv6 address such as 127.0.0.1 or ::1 "
+                                  "(without brackets), or empty for every address")
+
+    def check(self, value: Any) -> str:
+        value = super().check(value)
+        if not value:
+            return value
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise BadValue(f"expected {self.accepted}, got {value!r}") from None
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+            raise BadValue(f"expected {self.accepted}, got {value!r} (a zone such as "
+                           "%eth0 is not supported: use a global or unique-local address)")
+        return str(address)
+
+
+def host_port(address: str, port: int) -> str:
+    """``address:port`` as URLs, Traefik and JupyterHub take it: ``[::1]:80`` for IPv6,
+    ``127.0.0.1:80`` for IPv4, ``:80`` (every address) for an empty address."""
+    if ":" in address:
+        address = f"[{address}]"
+    return f"{address}:{port}"
 
 
 class ListOf(KeyType):

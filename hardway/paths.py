@@ -54,6 +54,11 @@ class Paths:
     def lock_file(self) -> Path:
         return self.etc / ".lock"
 
+    @property
+    def cache(self) -> Path:
+        """uv's package cache (root-only)."""
+        return self._p("var", "cache", "hardway")
+
     # --- state
     @property
     def state(self) -> Path:
@@ -62,6 +67,11 @@ class Paths:
     @property
     def secrets(self) -> Path:
         return self.state / "secrets"
+
+    @property
+    def netpolicy(self) -> Path:
+        """The nftables table confining users' servers (loaded by hardway-netpolicy)."""
+        return self.state / "netpolicy.nft"
 
     @property
     def hub_dir(self) -> Path:
@@ -124,6 +134,11 @@ class Paths:
     @property
     def install_log(self) -> Path:
         return self.log_dir / "install.log"
+
+    @property
+    def cli_log(self) -> Path:
+        """Tracebacks of unexpected errors in the CLI (the terminal gets one line)."""
+        return self.log_dir / "cli.log"
 
     @property
     def systemd_dir(self) -> Path:

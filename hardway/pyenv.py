@@ -13,6 +13,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from .apply import lock_down
 from .system import System
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -26,7 +27,9 @@ def tool_env(wheelhouse: Path | None = None) -> dict[str, str]:
     """Environment for pip and uv: trust the system CA bundle (TLS-intercepting proxies on
     campus networks put their CA there), never download a Python, keep a root-only cache."""
     env = {"UV_PYTHON_DOWNLOADS": "never", "UV_CACHE_DIR": "/var/cache/hardway/uv",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+           # a lock held elsewhere becomes an error with uv's own message, not a hang
+           "UV_LOCK_TIMEOUT": "120"}
     if CA_BUNDLE.is_file():
         env.setdefault("SSL_CERT_FILE", os.environ.get("SSL_CERT_FILE", str(CA_BUNDLE)))
         env.setdefault("PIP_CERT", os.environ.get("PIP_CERT", str(CA_BUNDLE)))
@@ -123,6 +126,9 @@ class Env:
                               env=env, check=False)
             if re.search(r"^\s*Uninstalled \d+ package", gone.stdout or "", re.M):
                 changes.append(f"removed from {self.path}: {', '.join(self.excluded())}")
+        # uv leaves lock files users could hold (stalling the next install) and may
+        # create entries others can write: neither survives
+        lock_down(self.path)
         self.stamp_file.write_text(json.dumps(self.wanted_stamp(), indent=1) + "\n")
         # uv says "Installed N packages" / "Uninstalled ..." only when it changed something
         if re.search(r"^\s*(Installed|Uninstalled) \d+ package", proc.stdout or "", re.M):

@@ -23,6 +23,7 @@ from .installer import (
     public_secrets,
     read_state,
     restart_plan,
+    restart_verb,
     user_env,
     uv_path,
     wait_for_hub,
@@ -50,7 +51,8 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
     with locked(paths.lock_file):
         registry = Registry(make_manager())
         settings = load_settings(paths, registry)
-        ctx = Context(paths, public_secrets(paths), system, pm=registry.pm)
+        ctx = Context(paths, public_secrets(paths), system, pm=registry.pm,
+                      memory_total=system.memory_total())
         if dry_run:
             files = render_all(settings, registry, ctx)
             changed = apply_files(files, system, dry_run=True)
@@ -167,11 +169,15 @@ def restart_units(system: System, reload_units: bool, restart: set[str], setting
     if reload_units:
         system.systemctl("daemon-reload")
     done = []
-    for unit in (PROXY_UNIT, HUB_UNIT):  # the hub needs the proxy up first
+    # helpers first, then the proxy: the hub needs the proxy up
+    helpers = sorted(restart - {PROXY_UNIT, HUB_UNIT})
+    for unit in (*helpers, PROXY_UNIT, HUB_UNIT):
         if unit in restart:
-            system.systemctl("restart", unit)
+            if unit in helpers and system.unit_state(unit).get("UnitFileState") != "enabled":
+                system.systemctl("enable", unit)  # new with this reload (a new spawner)
+            system.systemctl(restart_verb(unit), unit)
             done.append(unit)
-    if done:
+    if {PROXY_UNIT, HUB_UNIT} & set(done):
         wait_for_hub(system, settings, timeout)
     return done
 
@@ -187,7 +193,7 @@ def rollback(system: System, previous: dict[Path, bytes | None],
             write_atomic(f.path, old, f.mode, uid, gid)
     if reload_units:
         system.systemctl("daemon-reload", check=False)
-    for unit in (PROXY_UNIT, HUB_UNIT):
+    for unit in (*sorted(restart - {PROXY_UNIT, HUB_UNIT}), PROXY_UNIT, HUB_UNIT):
         if unit in restart:
-            system.systemctl("restart", unit, check=False)
+            system.systemctl(restart_verb(unit), unit, check=False)
 

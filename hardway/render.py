@@ -10,6 +10,7 @@ from typing import Any
 import tomlkit
 
 from .choices import Context, File, deep_merge
+from .keytypes import host_port
 from .plugins import Registry
 from .settings import Settings, resolve_secret
 
@@ -36,11 +37,36 @@ def toml_bytes(data: dict[str, Any]) -> bytes:
     return (f"# {HEADER}\n" + tomlkit.dumps(data)).encode()
 
 
+MIB = 1024 * 1024
+AUTO_MEMORY_MIN = 512 * MIB
+AUTO_MEMORY_MAX = 16 * 1024 * MIB
+#: with ``limits.memory auto`` and a machine whose memory could not be read
+AUTO_MEMORY_UNKNOWN = "2G"
+
+
+def memory_limit(value: str | None, total: int) -> str | None:
+    """The per-server memory limit to render: a size, or None for no limit.
+
+    ``auto`` is a quarter of the machine's memory, kept between 512M and 16G (in whole
+    MiB): one runaway notebook then cannot take the machine down for everyone, and a
+    small VM still leaves a class room to work. ``none`` (or empty) is no limit.
+    """
+    if not value or value == "none":
+        return None
+    if value != "auto":
+        return value
+    if total <= 0:
+        return AUTO_MEMORY_UNKNOWN
+    quarter = min(max(total // 4, AUTO_MEMORY_MIN), AUTO_MEMORY_MAX)
+    return f"{quarter // MIB}M"
+
+
 def core_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
     """The JupyterHub settings every installation shares, whatever the plugins."""
     p = ctx.paths
-    address = settings["http.address"]
-    public = f"http://{address or ''}:{settings['http.port']}{settings['base_url']}"
+    # "http://:80/" listens on every address; an IPv6 one goes in brackets
+    public = (f"http://{host_port(settings['http.address'] or '', settings['http.port'])}"
+              f"{settings['base_url']}")
     default_url = "/lab" if settings["user_environment.default_app"] == "jupyterlab" else "/tree"
     auth: dict[str, Any] = {
         "admin_users": sorted(settings["users.admin"]),
@@ -54,8 +80,9 @@ def core_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
         "http_timeout": settings["spawner.http_timeout"],
         "start_timeout": settings["spawner.http_timeout"],
     }
-    if settings["limits.memory"]:
-        spawner["mem_limit"] = settings["limits.memory"]
+    memory = memory_limit(settings["limits.memory"], ctx.memory_total)
+    if memory:
+        spawner["mem_limit"] = memory
     if settings["limits.cpu"]:
         spawner["cpu_limit"] = settings["limits.cpu"]
     hub: dict[str, Any] = {}

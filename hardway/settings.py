@@ -54,8 +54,9 @@ def core_keys() -> list[Key]:
         Key("public_url", kt.Url(), None,
             "Address users reach the hub at, e.g. https://hub.example.edu/ (with base_url); "
             "OAuth callbacks and the LTI configuration are built from it."),
-        Key("http.address", kt.Str(accepted="an IP address, or empty for all addresses"), "",
-            "Address the proxy listens on for HTTP; empty means every address."),
+        Key("http.address", kt.IPAddress(), "",
+            "IP address (IPv4 or IPv6, without brackets) the proxy listens on; empty "
+            "means every address."),
         Key("http.port", kt.Int(1, 65535), 80, "Port the proxy listens on for HTTP."),
         Key("http.trusted_proxies", kt.ListOf(kt.Str(
             r"[0-9A-Fa-f.:]+(/[0-9]{1,3})?", "an IP address or CIDR network")), [],
@@ -114,8 +115,17 @@ def core_keys() -> list[Key]:
         Key("users.blocked", user_list, [], "Users never allowed to log in."),
         Key("spawner.type", kt.Name(), "systemd", "Spawner plugin that runs users' servers."),
         Key("proxy.type", kt.Name(), "traefik", "Proxy plugin in front of the hub."),
-        Key("limits.memory", kt.Memory(), None,
-            "Memory limit per user server, e.g. 2G; empty for no limit."),
+        Key("limits.memory", kt.Memory(("auto", "none")), "auto",
+            "Memory limit per user server, e.g. 2G. auto: a quarter of this machine's "
+            "memory, at least 512M and at most 16G, so that one notebook cannot take the "
+            "machine down for everyone; none: no limit."),
+        Key("limits.deny_networks", kt.ListOf(kt.Str(
+            r"[0-9A-Fa-f.:]+(/[0-9]{1,3})?", "an IP address or CIDR network")),
+            ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"],
+            "Networks users' servers may not reach: by default the link-local ranges, "
+            "where clouds serve each VM's credentials (169.254.169.254, AWS's "
+            "fd00:ec2::254). Add internal services users must not see; an empty list "
+            "allows everything."),
         Key("limits.cpu", kt.Float(min=0), None,
             "CPU limit per user server in cores, e.g. 1.5; empty for no limit."),
         Key("user_environment.default_app", kt.OneOf("jupyterlab", "classic"), "jupyterlab",
@@ -226,8 +236,8 @@ class Declarations:
                 if name in self.keys:
                     key = self.keys[name]
                     try:
-                        if key.secret and isinstance(value, str) and value.startswith("file:"):
-                            values[name] = check_secret_file(value)
+                        if key.secret:
+                            values[name] = check_secret(key, value)
                         else:
                             values[name] = None if value is None else key.type.check(value)
                     except kt.BadValue as e:
@@ -248,12 +258,71 @@ class Declarations:
         return Layer(origin, _plain(values), lines)
 
 
-def check_secret_file(value: str) -> str:
-    """``file:PATH`` for a secret: PATH must be an absolute path (read at render time)."""
+def check_secret(key: Key, value: Any) -> Any:
+    """A secret key's value: of its type, or ``file:PATH`` where that can work (a string
+    key, or each value of a mapping); see :func:`check_secret_file`."""
+    if isinstance(value, str) and value.startswith("file:"):
+        return check_secret_file(value, key)
+    value = None if value is None else key.type.check(value)
+    for label, ref in secret_file_refs(value):
+        try:
+            check_secret_file(ref)
+        except kt.BadValue as e:
+            raise kt.BadValue(f"{label}{e}") from None
+    return value
+
+
+def secret_file_refs(value: Any) -> list[tuple[str, str]]:
+    """The ``file:PATH`` references in a secret's value, each with a label for messages:
+    ``""`` for the value itself, ``"NAME: "`` for a value in a mapping."""
+    if isinstance(value, str) and value.startswith("file:"):
+        return [("", value)]
+    if isinstance(value, Mapping):
+        return [(f"{k}: ", v) for k, v in value.items()
+                if isinstance(v, str) and v.startswith("file:")]
+    return []
+
+
+def check_secret_file(value: str, key: Key | None = None) -> str:
+    """``file:PATH`` for a secret: PATH must be an absolute path (read at render time).
+
+    Only a key holding one string can take its value from a file: a mapping or a list
+    read from a file would reach the plugins as a string where they expect a dict or a
+    list. Those take ``file:PATH`` per value instead, which their plugin resolves.
+    """
+    if key is not None and not isinstance(key.type, kt.Str):
+        if isinstance(key.type, kt.MapOf):
+            hint = ("each value may be file:/abs/path instead, e.g. "
+                    "NAME=file:/etc/hardway/secrets/NAME")
+        elif isinstance(key.type, kt.ListOf):
+            hint = "each item may be file:/abs/path instead"
+        else:
+            hint = f"give {key.type.accepted} itself"
+        raise kt.BadValue(f"got {value!r}, but a file: value cannot hold a whole "
+                          f"{key.type.name} (only a string secret can come from a file); "
+                          f"{hint}")
     if not value.startswith("file:/"):
         raise kt.BadValue("file: must be followed by an absolute path, e.g. "
                           "file:/etc/hardway/secrets/db-url")
     return value
+
+
+def check_secret_file_readable(value: str) -> None:
+    """At ``config set``: the file a ``file:PATH`` secret names exists and can be read
+    (hardway reads it as root whenever it renders the hub's configuration)."""
+    path = Path(value[len("file:"):])
+    try:
+        if not path.is_file():
+            what = "does not exist" if not path.exists() else "is not a regular file"
+            raise kt.BadValue(f"{value}: {path} {what}; create the file holding the "
+                              "secret (readable by root) first")
+        path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise kt.BadValue(f"{value}: cannot read {path}: {e.strerror or e} (the file "
+                          "must be readable by root)") from None
+    except UnicodeDecodeError:
+        raise kt.BadValue(f"{value}: {path} is not UTF-8 text; the file must hold the "
+                          "secret as text") from None
 
 
 def resolve_secret(value: Any) -> Any:
@@ -261,9 +330,11 @@ def resolve_secret(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("file:"):
         path = Path(value[5:])
         try:
-            return path.read_text().strip()
+            return path.read_text(encoding="utf-8").strip()
         except OSError as e:
             raise ConfigError(f"cannot read the secret file {path}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"the secret file {path} is not UTF-8 text") from None
     return value
 
 

@@ -71,6 +71,18 @@ class System:
             cmd += ["-u", u]
         return (self.run(cmd, check=False).stdout or "").rstrip()
 
+    # --- facts
+    def memory_total(self) -> int:
+        """This machine's memory in bytes (MemTotal), 0 when it cannot be read."""
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemTotal:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0
+
     # --- users
     def user_exists(self, name: str) -> bool:
         try:

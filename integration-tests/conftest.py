@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -58,6 +59,29 @@ def install_fresh(name: str):
         yield inst
     finally:
         c.destroy()
+
+
+SLOT_LOCK = Path(os.environ.get("HARDWAY_IT_SLOT_LOCK", "/run/lock/hardway-it.lock"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def container_slot():
+    """Booted containers share the host's ports: one test session at a time holds them.
+
+    A second run (another terminal, a parallel job) waits here instead of failing on
+    taken ports."""
+    SLOT_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(SLOT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"\n[harness] waiting for {SLOT_LOCK}: another integration run holds the "
+                  "container slot", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture(scope="module")

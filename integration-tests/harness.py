@@ -131,7 +131,10 @@ class Container:
         console = self.console.open("ab")
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "-D", str(self.dir), "--boot", "--register=no", "--keep-unit",
-             "-q", f"--machine={self.name}"],
+             "-q", f"--machine={self.name}",
+             # as on a real server, root may set firewall rules (hardway's nftables table
+             # confining users' servers); nspawn drops this capability by default
+             "--capability=CAP_NET_ADMIN"],
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
             start_new_session=True)
         console.close()
@@ -150,6 +153,18 @@ class Container:
                     return
             time.sleep(0.5)
         raise RuntimeError(f"{self.name} did not finish booting in {timeout} s")
+
+    def enable_memory_cgroup(self) -> None:
+        """Let systemd inside enforce memory limits (MemoryMax) on this cgroup v1 host.
+
+        nspawn mounts the v1 controllers read-only, so units inside get no memory cgroup
+        of their own and MemoryMax is silently not applied (real servers, on cgroup v2 or
+        v1, have none of this). Remounting the memory controller writable and re-executing
+        systemd makes the units started afterwards get one."""
+        self.run(["bash", "-c", "umount /sys/fs/cgroup/memory && "
+                  "mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory"])
+        self.run(["systemctl", "daemon-reexec"])
+        time.sleep(1)
 
     def _find_init(self) -> int | None:
         assert self.proc is not None
@@ -181,6 +196,11 @@ class Container:
             self.proc.wait(10)
         self.proc = None
         self.init_pid = None
+        # the shared network namespace: a table the hub's confinement left (a container
+        # killed before its units stopped) must not outlive it
+        if shutil.which("nft"):
+            subprocess.run(["nft", "delete", "table", "inet", "hardway"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # the shared network namespace: wait until the container's ports are free again
         t0 = time.monotonic()
         while port_holders() and time.monotonic() - t0 < 10:

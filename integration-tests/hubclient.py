@@ -73,6 +73,13 @@ class HubUser:
         return requests.request(method, f"{self.base}{path}", headers=headers,
                                 timeout=kw.pop("timeout", 60), verify=self.verify, **kw)
 
+    def allow(self, *names: str) -> None:
+        """As an admin, add users to the hub (the admin page's "Add users"): with the
+        default authenticator only names the hub knows may claim a first password."""
+        r = self.api("POST", "/hub/api/users", json={"usernames": list(names)})
+        if r.status_code not in (201, 409):  # 409: all of them exist already
+            raise HubError(f"adding users {names}: {r.status_code} {r.text[:300]}")
+
     def start_server(self, timeout: float = 300) -> float:
         """Ask the hub for the server and wait until it answers through the proxy."""
         t0 = time.monotonic()

@@ -15,7 +15,10 @@ It plays the platform's three parts of a launch:
 Forgeries, for the refusal tests: set ``platform.next_forgery`` to one of ``FORGERIES``
 before a launch; it applies to the next id_token minted and is then reset.
 ``platform.last_form_post`` is the exact form the last launch POSTed to the hub (action,
-id_token, state), so a test can replay it.
+id_token, state), so a test can replay it. ``platform.next_deployment_id`` makes the next
+launch come from another deployment of the tool on this platform (another course or account
+that installed it): a genuine id_token, signed with the platform's own key, whose
+deployment_id claim is that one.
 
 ``launch(platform, hub_base, user)`` does what a browser does, with requests alone.
 """
@@ -44,6 +47,7 @@ from lti1p3platform.registration import Registration
 from lti1p3platform.request import Request, TRequest
 
 ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
+DEPLOYMENT_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/deployment_id"
 CONTEXT_OFFERING = "http://purl.imsglobal.org/vocab/lis/v2/course#CourseOffering"
 
 FORGERIES = (
@@ -210,6 +214,7 @@ class Lti13Platform:
         self.conf = _Conf(registration=self.registration)
         self.users: dict[str, LtiUser] = {}
         self.next_forgery: str | None = None
+        self.next_deployment_id: str | None = None
         self.last_form_post: dict[str, str] | None = None
         self.form_posts: list[dict[str, str]] = []
         self.refusals: list[str] = []
@@ -280,6 +285,7 @@ class Lti13Platform:
             raise refuse("login_hint is not the user this launch was for")
 
         forgery, self.next_forgery = self.next_forgery, None
+        deployment, self.next_deployment_id = self.next_deployment_id, None
         launch = _Launch(_Request((method, dict(args))), self.conf)
         launch.user = user
         try:
@@ -288,11 +294,20 @@ class Lti13Platform:
             raise refuse(f"lti1p3platform refused the request: {e!r}") from e
         previous = self.nonces[-1] if self.nonces else None
         self.nonces.append(args["nonce"])
+        if deployment is not None:
+            form["id_token"] = self._resign(form["id_token"], {DEPLOYMENT_CLAIM: deployment})
         if forgery:
             form["id_token"] = self._forge(form["id_token"], forgery, previous)
         self.last_form_post = dict(form)
         self.form_posts.append(dict(form))
         return form
+
+    def _resign(self, token: str, claims: dict[str, Any]) -> str:
+        """The id_token with ``claims`` changed, signed by the platform itself."""
+        payload = {**jwt.decode(token, options={"verify_signature": False}), **claims}
+        kid = jwt.get_unverified_header(token).get("kid")
+        return jwt.encode(payload, self._key, algorithm="RS256",
+                          headers={"kid": kid} if kid else None)
 
     def _forge(self, token: str, forgery: str, previous_nonce: str | None) -> str:
         claims = jwt.decode(token, options={"verify_signature": False})

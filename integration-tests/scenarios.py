@@ -30,8 +30,13 @@ class ClassResult:
                        "from login to the kernel's reply"}
 
 
-def class_arrives(base: str, n: int, prefix: str = "student") -> ClassResult:
-    """``n`` new users log in and start a server at the same moment."""
+def class_arrives(base: str, n: int, prefix: str = "student",
+                  admin: HubUser | None = None) -> ClassResult:
+    """``n`` new users log in and start a server at the same moment. ``admin`` first adds
+    their names to the hub, as an instructor does on the admin page (the default
+    authenticator lets no unknown name in)."""
+    if admin is not None:
+        admin.allow(*(f"{prefix}{i:02d}" for i in range(1, n + 1)))
     barrier = threading.Barrier(n)
     durations: list[float] = []
     failures: dict[str, str] = {}

@@ -8,6 +8,7 @@ config is checked against oauthenticator's classes in tests/test_authenticators.
 
 from __future__ import annotations
 
+import html
 import re
 import time
 import uuid
@@ -17,7 +18,7 @@ import pytest
 import requests
 from browser import chromium, chromium_missing, wait_for_jupyterlab
 from conftest import ARTIFACTS, record
-from hubclient import HubUser
+from hubclient import HubUser, wait_for_hub
 from oauthlib.oauth1 import SIGNATURE_TYPE_BODY, Client
 from peer_lti13 import Lti13Platform
 from peer_lti13 import launch as launch_lti13
@@ -87,6 +88,13 @@ def test_pam_logs_in_an_existing_unix_user_and_runs_as_them(hub):
     assert carla.unix_user() == "carla"
     assert refused(HubUser(hub.base, "carla", "wrong-password"))
     assert refused(HubUser(hub.base, "outsider", "Outsider-pw-1"))  # not in the group
+    # a name with a dot, as many campus accounts have: logs in and runs code as itself
+    c.run(["useradd", "--create-home", "--groups", "jupyterhub-users", "john.doe"])
+    c.run(["chpasswd"], input="john.doe:John-unix-pw-1\n")
+    john = HubUser(hub.base, "john.doe", "John-unix-pw-1")
+    john.sign_in(start_server=True)
+    assert john.unix_user() == "john.doe"
+    assert john.execute("6 * 7") == "42"
 
 
 def test_dummy_needs_consent_and_warns_on_every_page(hub):
@@ -101,9 +109,11 @@ def test_dummy_needs_consent_and_warns_on_every_page(hub):
     assert refused(HubUser(hub.base, "anyone", "other"))
 
 
-def launch(hub, secret: str = "canvas-secret", user_id: str = "12345",
-           timestamp: str | None = None, nonce: str | None = None) -> requests.Response:
-    """An LTI 1.1 launch as Canvas sends it: form POST, OAuth1 HMAC-SHA1 body signature."""
+def signed_launch(hub, secret: str = "canvas-secret", user_id: str = "12345",
+                  timestamp: str | None = None, nonce: str | None = None
+                  ) -> tuple[str, dict[str, str], str]:
+    """An LTI 1.1 launch as Canvas signs it (OAuth1 HMAC-SHA1 body signature):
+    (url, headers, body), as someone who captured it would hold it."""
     url = f"{hub.base}/hub/lti/launch"
     params = {"lti_message_type": "basic-lti-launch-request", "lti_version": "LTI-1p0",
               "resource_link_id": "course-101-hub", "user_id": "a1b2c3",
@@ -113,10 +123,34 @@ def launch(hub, secret: str = "canvas-secret", user_id: str = "12345",
                     timestamp=timestamp, nonce=nonce)
     _, headers, body = client.sign(url, http_method="POST", body=params,
                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    return url, headers, body
+
+
+def post_launch(url: str, headers: dict[str, str], body: str) -> requests.Response:
     s = requests.Session()
+    s.trust_env = False
     r = s.post(url, data=body, headers=headers, allow_redirects=False, timeout=60)
     r.session = s  # type: ignore[attr-defined]
     return r
+
+
+def launch(hub, secret: str = "canvas-secret", user_id: str = "12345",
+           timestamp: str | None = None, nonce: str | None = None) -> requests.Response:
+    """An LTI 1.1 launch as Canvas sends it: form POST, OAuth1 HMAC-SHA1 body signature."""
+    return post_launch(*signed_launch(hub, secret, user_id, timestamp, nonce))
+
+
+def restart_hub(hub) -> float:
+    """``systemctl restart jupyterhub``, until the hub answers through the proxy again."""
+    t0 = time.monotonic()
+    hub.c.run(["systemctl", "restart", "jupyterhub"])
+    wait_for_hub(hub.base, 120)
+    return time.monotonic() - t0
+
+
+def message(r: requests.Response) -> str:
+    """The reason on the hub's error page (or the body), unescaped."""
+    return html.unescape(r.text)
 
 
 def test_lti11_launch_logs_in_and_refuses_forgeries(hub):
@@ -142,6 +176,34 @@ def test_lti11_launch_logs_in_and_refuses_forgeries(hub):
     nonce, ts = uuid.uuid4().hex, str(int(time.time()))
     assert launch(hub, timestamp=ts, nonce=nonce).status_code == 302
     assert launch(hub, timestamp=ts, nonce=nonce).status_code in (401, 403)  # replayed
+
+
+def test_lti11_launch_replayed_after_a_hub_restart_is_refused(hub):
+    """Upstream remembers LTI 1.1 nonces in the hub's memory (35 s); hardway on disk."""
+    hw(hub, "config", "set", "auth.lti11.consumers", "canvas-key=canvas-secret",
+       "auth.type", "lti11")
+    reload_ok(hub)
+    # signed as an LMS whose clock is 20 s ahead would sign it: upstream accepts a timestamp
+    # up to 30 s either way, so the captured launch stays valid for about 50 s from now,
+    # long enough for the restart below
+    ts = int(time.time()) + 20
+    captured = signed_launch(hub, user_id="67890", timestamp=str(ts))
+    r = post_launch(*captured)
+    assert r.status_code == 302, (r.status_code, message(r)[:300])
+    took = restart_hub(hub)
+    assert time.time() < ts + 30, f"the restart took {took:.0f} s: the launch expired anyway"
+    replayed = post_launch(*captured)
+    record("lti11-replay-after-restart", {"figure": replayed.status_code,
+                                          "restart_s": round(took, 1),
+                                          "unit": "HTTP status of the replayed launch",
+                                          "how": "a launch accepted (302), systemctl restart "
+                                                 "jupyterhub, the same signed body again"})
+    assert replayed.status_code == 401, (replayed.status_code, message(replayed)[:500])
+    assert "LTI 1.1 launch refused: nonce already used" in message(replayed), \
+        message(replayed)[:500]
+    # a genuine launch after the restart still logs in
+    fresh = launch(hub, user_id="67890")
+    assert fresh.status_code == 302, (fresh.status_code, message(fresh)[:300])
 
 
 @pytest.fixture(scope="module")
@@ -292,6 +354,58 @@ def test_lti13_platform_launch_logs_in_and_refuses_forgeries(hub, platform):
     record("lti13-refusals", {"figure": statuses, "unit": "HTTP status of the hub's callback",
                               "how": "forged launches from the lti1p3platform peer"})
     assert all(s in (400, 401, 403) for s in statuses.values()), statuses
+
+
+def test_lti13_launch_replayed_after_a_hub_restart_is_refused(hub, platform):
+    """Upstream binds a launch to the browser's cookies only; hardway also refuses a nonce
+    it accepted before, remembered on disk across restarts."""
+    use_lti13(hub, platform)
+    platform.add_user("fay", email="fay@example.edu")
+    ok = launch_lti13(platform, hub.base, "fay")
+    assert ok.response.status_code == 302, (ok.response.status_code, message(ok.response)[:300])
+    form, cookies = platform.last_form_post, ok.callback_cookies
+    assert form is not None
+    took = restart_hub(hub)
+    # the captured id_token is still within its validity (exp, iat + 600 s)
+    replayed = replay_lti13(form, cookies)
+    record("lti13-replay-after-restart", {"figure": replayed.status_code,
+                                          "restart_s": round(took, 1),
+                                          "unit": "HTTP status of the replayed callback",
+                                          "how": "a launch accepted (302), systemctl restart "
+                                                 "jupyterhub, its form_post and cookies again"})
+    assert replayed.status_code == 400, (replayed.status_code, message(replayed)[:500])
+    assert "LTI 1.3 launch refused: nonce already used" in message(replayed), \
+        message(replayed)[:500]
+    fresh = launch_lti13(platform, hub.base, "fay")
+    assert fresh.response.status_code == 302, message(fresh.response)[:300]
+    mode = hub.c.run(["stat", "-c", "%a %U", "/var/lib/hardway/hub/lti-nonces.sqlite"])
+    assert mode.stdout.split() == ["600", "root"]
+
+
+def test_lti13_deployment_allow_list(hub, platform):
+    use_lti13(hub, platform)
+    hw(hub, "config", "set", "auth.lti13.deployment_ids", f"{platform.deployment_id},42:other",
+       "public_url", "http://127.0.0.1/")
+    assert "restarted: jupyterhub.service" in reload_ok(hub)
+    assert f"deployment ids allowed: 42:other, {platform.deployment_id}\n" in \
+        hw(hub, "lti").stdout
+    platform.add_user("gus", email="gus@example.edu")
+    ok = launch_lti13(platform, hub.base, "gus")
+    assert ok.response.status_code == 302, (ok.response.status_code, message(ok.response)[:300])
+    # a genuine launch, signed by the platform, from a deployment the admin did not register
+    platform.next_deployment_id = "deployment-of-another-course"
+    other = launch_lti13(platform, hub.base, "gus").response
+    record("lti13-unregistered-deployment", {"figure": other.status_code,
+                                             "unit": "HTTP status of the hub's callback",
+                                             "how": "id_token signed by the platform, "
+                                                    "deployment_id not in the allow list"})
+    assert other.status_code == 403, (other.status_code, message(other)[:500])
+    assert ("LTI 1.3 launch refused: deployment_id 'deployment-of-another-course' is not "
+            "registered on this hub") in message(other), message(other)[:500]
+    hw(hub, "config", "unset", "auth.lti13.deployment_ids")
+    reload_ok(hub)
+    platform.next_deployment_id = "deployment-of-another-course"
+    assert launch_lti13(platform, hub.base, "gus").response.status_code == 302  # any, again
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ def pids(hub) -> dict[str, str]:
 
 
 def user(hub, name: str) -> HubUser:
+    HubUser(hub.base, "alice", hub.admin_password).sign_in().allow(name)
     return HubUser(hub.base, name, f"{name}-password-long").sign_in()
 
 
@@ -53,6 +54,76 @@ def test_20_concurrent_add_item(hub):
     got = hw(hub, "config", "get", "users.allowed").stdout.strip().split(",")
     assert sorted(got) == [f"user{i:02d}" for i in range(1, 21)]
     hw(hub, "config", "unset", "users.allowed")  # back to firstuse's open door
+
+
+def one_line(r, code: int, *needles: str) -> str:
+    """The command exited ``code`` with exactly one line on stderr, holding every needle."""
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == code and len(lines) == 1, (r.returncode, r.stdout, r.stderr)
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def test_clear_answers_for_bad_values_ipv6_and_a_full_disk(hub):
+    c = hub.c
+    config = "/etc/hardway/config.yaml"
+
+    def config_bytes() -> bytes:  # read inside: a tmpfs mounted there is not seen outside
+        return base64.b64decode(c.run(["base64", "-w0", config]).stdout)
+
+    before = config_bytes()
+    # a whole mapping cannot come from one file; each value can
+    r = hw(hub, "config", "set", "auth.lti11.consumers", "file:/etc/hostname", check=False)
+    one_line(r, 2, "auth.lti11.consumers", "'file:/etc/hostname'",
+             "each value may be file:/abs/path instead")
+    r = hw(hub, "config", "set", "hub.db_url", "file:/etc/hardway/no-such-file", check=False)
+    one_line(r, 2, "hub.db_url", "/etc/hardway/no-such-file does not exist")
+    r = hw(hub, "config", "set", "http.address", "not-an-ip", check=False)
+    one_line(r, 2, "http.address", "'not-an-ip'", "IPv4 or IPv6 address")
+    assert config_bytes() == before
+
+    # IPv6: Traefik and the hub take "[::]:80"; with bindv6only=0 that is IPv4 too
+    hw(hub, "config", "set", "http.address", "::")
+    try:
+        r = hw(hub, "config", "reload")
+        assert "restarted:" in r.stdout, r.stdout
+        static = c.run(["cat", "/var/lib/hardway/proxy/traefik.toml"]).stdout
+        assert 'address = "[::]:80"' in static, static
+        assert requests.get(hub.base + "/hub/api/", timeout=10).status_code == 200
+        # listening on the IPv6 wildcard, port 80 (0050), state LISTEN (0A)
+        tcp6 = c.run(["cat", "/proc/net/tcp6"]).stdout.split("\n")[1:]
+        assert any(f"{'0' * 32}:0050" == f[1] and f[3] == "0A"
+                   for f in (line.split() for line in tcp6) if len(f) > 3), tcp6
+    finally:
+        hw(hub, "config", "unset", "http.address")
+        hw(hub, "config", "reload")
+    before = config_bytes()
+
+    # a full disk: a 64 KiB tmpfs over /etc/hardway holding a copy of its files, filled up
+    keep = "/root/etc-hardway-before-tmpfs"
+    c.run(["cp", "-a", "/etc/hardway", keep])
+    c.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", "/etc/hardway"])
+    try:
+        c.sh(f"cp -a {keep}/. /etc/hardway/ && touch /etc/hardway/.lock && "
+             "(dd if=/dev/zero of=/etc/hardway/filler bs=4k 2>/dev/null; true)")
+        probe = c.run(["dd", "if=/dev/zero", "of=/etc/hardway/probe", "bs=4k", "count=1"],
+                      check=False)
+        assert probe.returncode != 0 and "No space left" in probe.stderr, probe.stderr
+        c.run(["rm", "-f", "/etc/hardway/probe"])
+        listing = c.run(["ls", "-A", "/etc/hardway"]).stdout
+        r = hw(hub, "config", "set", "users.allowed", "bob,carol,dave", check=False)
+        one_line(r, 1, f"cannot write {config}: No space left on device", "left unchanged")
+        assert "Traceback" not in r.stderr
+        assert config_bytes() == before
+        assert c.run(["ls", "-A", "/etc/hardway"]).stdout == listing  # no temp file left
+    finally:
+        if c.run(["umount", "/etc/hardway"], check=False).returncode != 0:
+            c.run(["umount", "-l", "/etc/hardway"])
+        c.run(["rm", "-rf", keep])
+    assert c.run(["findmnt", "/etc/hardway"], check=False).returncode != 0
+    assert config_bytes() == before
+    assert hw(hub, "config", "get", "users.admin").stdout.strip() == "alice"
 
 
 def test_reload_of_a_hub_change_restarts_the_hub_only_and_drops_nothing(hub):

@@ -117,6 +117,7 @@ def test_forwarded_headers_from_untrusted_clients_are_discarded(hub):
     """With no http.trusted_proxies, a client claiming X-Forwarded-Proto: https is not
     believed: the hub sees plain HTTP and its login cookie is not marked Secure (behind
     nginx, with the proxy trusted, it is: test_behind_nginx_terminating_tls)."""
+    HubUser("http://127.0.0.1", "alice", hub.admin_password).sign_in().allow("dora")
     u = HubUser("http://127.0.0.1", "dora", "dora-password-long")
     u.s.headers["X-Forwarded-Proto"] = "https"
     u.login()
@@ -251,6 +252,7 @@ def test_self_signed_then_given_files_without_dropping_a_request(hub, alice):
 
     # while alice's server is hit every 50 ms over HTTPS: switch to the given files and
     # back, and add and remove another user's route
+    a.allow("bob")
     bob = HubUser(HTTPS, "bob", "bob-password-long", verify=False).sign_in()
     with RequestLoop(a, "/user/alice/api/status") as loop:
         hw(hub, "config", "set", *to_files, "https.tls.key", "/etc/ssl/hub/hub.key")
@@ -389,6 +391,8 @@ def test_behind_nginx_terminating_tls(hub):
         ":443 " not in listening, listening
     proxy = Nginx(8443, 8000)
     try:
+        HubUser("https://127.0.0.1:8443", "alice", hub.admin_password,
+                verify=False).sign_in().allow("carol")
         carol = HubUser("https://127.0.0.1:8443", "carol", "carol-password-long", verify=False)
         carol.sign_in(start_server=True)
         assert carol.execute("2 ** 10") == "1024"  # the kernel's websocket through nginx

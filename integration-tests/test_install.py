@@ -105,6 +105,7 @@ def test_03_alice_runs_code_as_her_unix_user(installed):
 
 def test_04_second_user_cannot_read_alice_home(installed):
     c = installed.c
+    alice(installed).allow("bob")
     bob = HubUser(installed.base, "bob", "builder-" + "x" * 8)
     bob.sign_in(start_server=True)
     out = bob.execute(
@@ -140,7 +141,7 @@ def test_05_hub_restart_keeps_alice_server_reachable(installed):
 
 def test_06_a_class_arrives(installed):
     """20 users log in and start their servers at the same moment; all must work."""
-    result = class_arrives(installed.base, 20)
+    result = class_arrives(installed.base, 20, admin=alice(installed))
     record("class-of-20", result.figures())
     assert not result.failures, result.failures
     assert len(result.durations) == 20

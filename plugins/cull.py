@@ -1,7 +1,9 @@
 """The idle culler (jupyterhub-idle-culler) as a hub service, on by default.
 
 It runs with its own API token and a role holding only the scopes it needs, never as an
-admin. Boolean flags of culler 2.x need an explicit value (``--cull-users=true``).
+admin, and as its own unprivileged system account (``hardway-services``), not as root
+like the hub: it only calls the hub's API. Boolean flags of culler 2.x need an explicit
+value (``--cull-users=true``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from hardway import keytypes as kt
 from hardway.choices import Context
 from hardway.hookspecs import hookimpl
 from hardway.settings import Key, Settings
+
+#: the system account hub-managed helper services run as
+SERVICE_USER = "hardway-services"
 
 
 @hookimpl
@@ -49,6 +54,8 @@ def hardway_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
         "JupyterHub": {
             "services": [{
                 "name": "idle-culler",
+                "user": SERVICE_USER,
+                "cwd": "/",
                 "command": [python, "-m", "jupyterhub_idle_culler",
                             f"--timeout={s['timeout']}", f"--cull-every={s['every']}",
                             f"--max-age={s['max_age']}",
@@ -58,3 +65,14 @@ def hardway_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
                             "scopes": scopes, "services": ["idle-culler"]}],
         }
     }
+
+
+@hookimpl
+def hardway_post_install(settings: Settings, ctx: Context) -> None:
+    """The unprivileged account the culler runs as (the hub starts it as that user)."""
+    if ctx.system is None or ctx.system.user_exists(SERVICE_USER):
+        return
+    ctx.system.run(["useradd", "--system", "--user-group", "--no-create-home",
+                    "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                    SERVICE_USER])
+    ctx.notes.append(f"created system user {SERVICE_USER} (the idle culler runs as it)")

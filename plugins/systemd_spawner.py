@@ -12,7 +12,7 @@ from typing import Any
 from systemdspawner import SystemdSpawner
 from traitlets import Bool, Integer, Unicode, default
 
-from .systemd import unix_name
+from .systemd import EXISTING_NAME, unix_name
 
 _user_lock = asyncio.Lock()  # useradd/usermod must not run concurrently (passwd lock)
 _starting: asyncio.Semaphore | None = None
@@ -43,7 +43,7 @@ class HardwaySystemdSpawner(SystemdSpawner):
 
     @property
     def unix_username(self) -> str:
-        return unix_name(self.user.name, self.user_prefix)
+        return unix_name(self.user.name, self.user_prefix, existing=self.existing_users_only)
 
     def _expand_user_vars(self, string: str) -> str:
         return string.format(USERNAME=self.unix_username, USERID=self.user.id)
@@ -59,6 +59,11 @@ class HardwaySystemdSpawner(SystemdSpawner):
         name = self.unix_username
         marker = owner_comment(self.user.name)
         if self.existing_users_only:
+            if not EXISTING_NAME.fullmatch(name):
+                raise RuntimeError(
+                    f"no server for {self.user.name}: {name!r} is not a unix account name "
+                    "servers can run as (letters, digits, '.', '_' and '-', at most 32, "
+                    "not all digits, not starting with '-' or '.')")
             try:
                 entry = pwd.getpwnam(name)
             except KeyError:

@@ -14,7 +14,7 @@ from typing import Any
 
 from hardway import keytypes as kt
 from hardway import tls, traefik_binary
-from hardway.apply import ensure_dir
+from hardway.apply import ensure_dir, secure_owner
 from hardway.choices import Choice, Context, File, deep_merge
 from hardway.hookspecs import hookimpl
 from hardway.render import render_unit, toml_bytes
@@ -70,9 +70,7 @@ class Traefik(Choice):
         return f"http://127.0.0.1:{settings['proxy.traefik.api_port']}"
 
     def static_config(self, settings: Settings, ctx: Context) -> dict[str, Any]:
-        address = settings["http.address"]
-        if ":" in address:  # IPv6 literal
-            address = f"[{address}]"
+        address = settings["http.address"] or ""  # empty: every address
         mode = tls.source(settings)
         forwarded = ({"forwardedHeaders": {"trustedIPs": list(settings["http.trusted_proxies"])}}
                      if settings["http.trusted_proxies"] else {})
@@ -80,7 +78,7 @@ class Traefik(Choice):
         # files name it); with HTTPS on, it listens on the HTTPS port with TLS and a
         # second entry point on the HTTP port only redirects (and answers ACME http-01)
         main: dict[str, Any] = {
-            "address": f"{address}:{settings['http.port']}",
+            "address": kt.host_port(address, settings["http.port"]),
             # defined in the watched dynamic config: edits need no restart
             "http": {"middlewares": [f"{HEADERS}@file"]}, **forwarded}
         entry_points: dict[str, Any] = {ENTRYPOINT: main}
@@ -96,10 +94,10 @@ class Traefik(Choice):
             },
         }
         if mode != "off":
-            main["address"] = f"{address}:{settings['https.port']}"
+            main["address"] = kt.host_port(address, settings["https.port"])
             main["http"]["tls"] = {}
             entry_points[PLAIN_ENTRYPOINT] = {
-                "address": f"{address}:{settings['http.port']}",
+                "address": kt.host_port(address, settings["http.port"]),
                 "http": {"redirections": {"entryPoint": {
                     "to": ENTRYPOINT, "scheme": "https", "permanent": True}}},
                 **forwarded}
@@ -267,12 +265,16 @@ class Traefik(Choice):
         changes += ensure_dir(p.rules_dir, 0o750, 0, gid)
         changes += ensure_dir(p.acme_dir, 0o700, uid, gid)
         for store in sorted(p.acme_dir.glob("*.json")):
-            # Traefik drops a resolver whose store others can read: keep them the proxy's
-            st = store.stat()
-            if (st.st_mode & 0o777, st.st_uid) != (0o600, uid):
-                os.chown(store, uid, gid)
-                os.chmod(store, 0o600)
-                changes.append(f"made {store} 0600 {PROXY_USER}")
+            # Traefik drops a resolver whose store others can read: keep them the proxy's.
+            # The directory is the proxy's to write: never follow a link planted in it
+            said = secure_owner(store, 0o600, uid, gid)
+            if said is not None:
+                changes.append(said)
+        for planted in sorted(p.rules_dir.iterdir()):
+            if planted.is_symlink():
+                changes.append(f"refused {planted}: a symbolic link (to "
+                               f"{os.readlink(planted)}) in Traefik's rules directory; "
+                               "not followed; remove it")
         if tls.source(settings) == "self-signed":
             names = tls.self_signed_names(settings)
             if tls.ensure_self_signed(p.self_signed_cert, p.self_signed_key, names):

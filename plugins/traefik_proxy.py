@@ -9,7 +9,7 @@ from typing import Any
 from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy
 from traitlets import Unicode, default, observe
 
-from hardway.apply import write_atomic
+from hardway.apply import read_nofollow, write_atomic
 
 
 class GroupReadableTomlFile:
@@ -24,8 +24,8 @@ class GroupReadableTomlFile:
         self._toml = toml
 
     def load(self) -> Any:
-        with self.path.open() as f:
-            return self._toml.load(f)
+        # never read through a link planted where the route file belongs
+        return self._toml.loads(read_nofollow(self.path).decode())
 
     def atomic_dump(self, data: Any) -> None:
         try:

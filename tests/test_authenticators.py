@@ -130,6 +130,84 @@ def test_lti_secrets_are_masked_and_may_come_from_files(paths, registry, capsys,
     assert config["LTI11Authenticator"]["consumers"] == {"canvas-key": "from-a-file"}
 
 
+def test_lti_authenticators_keep_used_nonces_in_the_hubs_state(paths, registry):
+    for name, cls in (("lti11", "HardwayLTI11Authenticator"),
+                      ("lti13", "HardwayLTI13Authenticator")):
+        config = hub_config(paths, registry, name)
+        assert config["JupyterHub"]["authenticator_class"] == f"hardway_plugins.lti_checks.{cls}"
+        assert config[cls]["nonce_db_path"] == str(paths.hub_dir / "lti-nonces.sqlite")
+    assert config["HardwayLTI13Authenticator"]["deployment_ids"] == []  # any deployment
+
+
+def test_lti13_deployment_ids_are_rendered_and_printed(paths, registry, capsys, monkeypatch):
+    monkeypatch.setenv("HARDWAY_ROOT", str(paths.root))
+    write_config(paths, "public_url: https://hub.example.edu/\nauth:\n  type: lti13\n"
+                 + CONFIGS["lti13"])
+    assert main(["lti"]) == 0
+    assert "deployment ids allowed: any" in capsys.readouterr().out
+    assert main(["config", "set", "auth.lti13.deployment_ids", "42:abc,00017"]) == 0
+    settings = load_settings(paths, registry)
+    assert settings["auth.lti13.deployment_ids"] == ["42:abc", "00017"]  # text, zeros kept
+    ctx = Context(paths, {"proxy_api_hash": "h"}, pm=registry.pm)
+    files = {f.path: f for f in render_all(settings, registry, ctx)}
+    config = json.loads(files[paths.hub_json].content)["config"]
+    assert config["HardwayLTI13Authenticator"]["deployment_ids"] == ["00017", "42:abc"]
+    assert problems(config) == []
+    capsys.readouterr()
+    assert main(["lti"]) == 0
+    assert "deployment ids allowed: 00017, 42:abc" in capsys.readouterr().out
+
+
+def test_lti11_consumer_secrets_from_files_per_consumer(paths, registry, capsys, monkeypatch,
+                                                        tmp_path):
+    monkeypatch.setenv("HARDWAY_ROOT", str(paths.root))
+    (tmp_path / "moodle").write_text("moodle-secret\n")
+    write_config(paths, "public_url: https://hub.example.edu/\nauth:\n  type: lti11\n"
+                 + CONFIGS["lti11"])
+    before = paths.config_file.read_bytes()
+    # the whole mapping cannot be one file: refused by name, nothing written
+    assert main(["config", "set", "auth.lti11.consumers", f"file:{tmp_path}/moodle"]) == 2
+    assert "auth.lti11.consumers" in capsys.readouterr().err
+    assert paths.config_file.read_bytes() == before
+    assert main(["config", "set", "auth.lti11.consumers",
+                 f"canvas-key=canvas-secret,moodle-key=file:{tmp_path}/moodle"]) == 0
+    assert main(["lti"]) == 0
+    assert "consumer keys: canvas-key, moodle-key" in capsys.readouterr().out
+    settings = load_settings(paths, registry)
+    ctx = Context(paths, {"proxy_api_hash": "h"}, pm=registry.pm)
+    files = {f.path: f for f in render_all(settings, registry, ctx)}
+    config = json.loads(files[paths.hub_json].content)["config"]
+    assert config["LTI11Authenticator"]["consumers"] == {"canvas-key": "canvas-secret",
+                                                         "moodle-key": "moodle-secret"}
+    (tmp_path / "moodle").write_text("\n")  # an empty secret would let anyone sign
+    with pytest.raises(ConfigError, match=r"auth\.lti11\.consumers: the secret of moodle-key "
+                                          r"is empty"):
+        render_all(settings, registry, ctx)
+    (tmp_path / "moodle").unlink()
+    with pytest.raises(ConfigError, match=r"auth\.lti11\.consumers: moodle-key: cannot read"):
+        render_all(settings, registry, ctx)
+
+
+def test_lti11_consumers_that_are_not_a_mapping_are_refused_not_crashed_on(registry):
+    """However a file: string reaches the plugin (the settings layer refuses it for a
+    mapping key), `hardway lti` and reload say what to do instead of crashing."""
+    from hardway_plugins.lti import Lti11, lms_instructions
+
+    from hardway.settings import Layer, merge
+
+    settings = merge(registry.declarations(), [Layer("test", {
+        "public_url": "https://hub.example.edu/", "auth.type": "lti11",
+        "auth.lti11.consumers": "file:/etc/hardway/consumers"})])
+    for call in (lambda: Lti11().validate(settings), lambda: lms_instructions(settings)):
+        with pytest.raises(ConfigError, match=r"auth\.lti11\.consumers: expected a mapping"
+                                              r".*canvas-key=file:/"):
+            call()
+    settings = merge(registry.declarations(), [Layer("test", {
+        "auth.type": "lti11", "auth.lti11.consumers": {"k": "file:relative/path"}})])
+    with pytest.raises(ConfigError, match="absolute path"):
+        registry.validate(settings)
+
+
 def test_hardway_lti_prints_what_the_lms_needs(paths, capsys, monkeypatch):
     monkeypatch.setenv("HARDWAY_ROOT", str(paths.root))
     write_config(paths, "public_url: https://hub.example.edu/\nauth:\n  type: lti13\n"

@@ -70,3 +70,56 @@ def test_source_digest_follows_code_changes(tmp_path):
 def test_uses_no_syntax_newer_than_python_36():
     tree = ast.parse(PATH.read_text(), feature_version=(3, 6))
     assert tree  # parses as 3.6 code: old Pythons reach the version check
+
+
+def test_redacting_admin_arguments_keeps_names_and_never_grows():
+    area = b"\0".join([b"python3", b"-", b"--admin", b"Alice:pa:ss", b"--plugin", b"x:y",
+                       b"--adm=bob:longer-secret", b"--admin", b"carol", b"--a", b"d:pw",
+                       b""])
+    new, count = bootstrap.redact_admin_args(area)
+    assert count == 3 and len(new) == len(area)
+    assert new.rstrip(b"\0").split(b"\0") == [
+        b"python3", b"-", b"--admin", b"Alice:***", b"--plugin", b"x:y",
+        b"--adm=bob:***", b"--admin", b"carol", b"--a", b"d:**"]
+    assert bootstrap.redact_admin_args(b"python3\0--admin\0carol\0") == (
+        b"python3\0--admin\0carol\0", 0)
+
+
+def test_scrub_removes_the_password_from_the_process_command_line():
+    """What `ps` and other users see in /proc/PID/cmdline while bootstrap runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import bootstrap; "
+            "print(bootstrap.scrub_cmdline_passwords(), flush=True); sys.stdin.read()")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(PATH.parent), "--admin", "alice:s3cret:pw",
+         "--admin=bob:hunter22", "--plugin", "extra"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"2\n"
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    finally:
+        proc.communicate(b"")
+    assert b"s3cret" not in cmdline and b"hunter22" not in cmdline
+    assert cmdline.rstrip(b"\0").split(b"\0")[-5:] == [
+        b"--admin", b"alice:***", b"--admin=bob:***", b"--plugin", b"extra"]
+
+
+def test_a_password_on_the_command_line_is_warned_about(capsys, monkeypatch):
+    def stop_here(force):
+        raise bootstrap.Refusal("stop here")
+
+    monkeypatch.setattr(bootstrap, "check_system", stop_here)
+    assert bootstrap.main(["--admin", "alice:s3cret"]) == 2
+    err = capsys.readouterr().err
+    assert "visible to other local users" in err and "shell history" in err
+    assert "--admin NAME" in err and "s3cret" not in err
+    assert bootstrap.main(["--admin", "alice"]) == 2
+    assert "visible" not in capsys.readouterr().err
+
+
+def test_a_password_bcrypt_cannot_hash_is_refused():
+    with pytest.raises(bootstrap.Refusal, match="longer than 72 bytes"):
+        bootstrap.parse_args(["--admin", "alice:" + "x" * 73])

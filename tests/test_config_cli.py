@@ -131,7 +131,7 @@ def bad_text_for(key_type: kt.KeyType) -> st.SearchStrategy[str]:
 
 typed_keys = [k for k in KEYS if not isinstance(DECL.keys[k].type, (kt.Str,))
               or isinstance(DECL.keys[k].type, (kt.OneOf, kt.Name, kt.Memory, kt.Url,
-                                                kt.BaseUrl))
+                                                kt.BaseUrl, kt.IPAddress))
               or DECL.keys[k].type.pattern is not None]
 
 
@@ -230,3 +230,129 @@ def test_several_keys_change_together_or_not_at_all(root, capsys):
     assert config.read_bytes() == before
     assert run("config", "unset", "https.enabled", "https.self_signed") == 0
     assert "https" not in config.read_text()
+
+
+# ------------------------------------------------------------------ secrets in files, addresses
+
+
+def one_error(capsys, *needles: str) -> str:
+    """The single line on stderr; it holds every needle."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hardway: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, err)
+    return lines[0]
+
+
+def test_a_mapping_secret_refuses_a_whole_file(root, capsys, tmp_path):
+    secret = tmp_path / "consumers"
+    secret.write_text("key=secret\n")
+    before = digest(root)
+    assert run("config", "set", "auth.lti11.consumers", f"file:{secret}") == 2
+    one_error(capsys, "auth.lti11.consumers", f"'file:{secret}'",
+              "each value may be file:/abs/path instead")
+    assert digest(root) == before
+    # per value it is fine, and the file each value names is checked like any other
+    assert run("config", "set", "auth.lti11.consumers", f"canvas=file:{secret}") == 0
+    from hardway.configfile import ConfigDoc
+
+    doc = ConfigDoc(root / "etc/hardway/config.yaml")
+    assert doc.get("auth.lti11.consumers") == {"canvas": f"file:{secret}"}
+    before = digest(root)
+    assert run("config", "set", "auth.lti11.consumers", "canvas=file:/nonexistent/x") == 2
+    one_error(capsys, "auth.lti11.consumers: canvas: file:/nonexistent/x", "does not exist")
+    assert digest(root) == before
+
+
+@pytest.mark.parametrize("value, says", [
+    ("file:/nonexistent/db-url", "/nonexistent/db-url does not exist"),
+    ("file:{tmp}", "is not a regular file"),
+    ("file:relative/db-url", "file: must be followed by an absolute path"),
+    ("file:{tmp}/latin1", "is not UTF-8 text"),
+])
+def test_a_string_secret_file_must_be_there_and_readable(root, capsys, tmp_path, value, says):
+    (tmp_path / "latin1").write_bytes(b"postgresql://hub:p\xe4ss@db/hub\n")
+    value = value.format(tmp=tmp_path)
+    before = digest(root)
+    assert run("config", "set", "hub.db_url", value) == 2
+    one_error(capsys, "hub.db_url", says)
+    assert digest(root) == before
+
+
+def test_a_string_secret_file_that_is_there(root, capsys, tmp_path):
+    secret = tmp_path / "db-url"
+    secret.write_text("postgresql://hub:s3cret@127.0.0.1/hub\n")
+    assert run("config", "set", "hub.db_url", f"file:{secret}") == 0
+    assert "s3cret" not in capsys.readouterr().out
+    assert f"file:{secret}" in (root / "etc/hardway/config.yaml").read_text()
+
+
+def test_http_address_is_an_ip_address(root, capsys):
+    assert run("config", "set", "http.address", "::") == 0
+    assert run("config", "get", "http.address") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "::"
+    before = digest(root)
+    for bad in ("not-an-ip", "[::1]", "localhost"):
+        assert run("config", "set", "http.address", bad) == 2
+        one_error(capsys, "http.address", repr(bad), "IPv4 or IPv6 address")
+    assert digest(root) == before
+
+
+# ------------------------------------------------------------------ a full disk
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 64 KiB tmpfs (root only), unmounted afterwards whatever happens."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs",
+                           str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def fill(directory: Path) -> None:
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as e:
+        assert e.errno == 28  # ENOSPC
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_gets_one_line_and_leaves_config_yaml_as_it_was(
+        small_fs, tmp_path, monkeypatch, capsys):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    etc = root / "etc" / "hardway"
+    etc.symlink_to(small_fs)  # every write under /etc/hardway lands on the small tmpfs
+    monkeypatch.setenv("HARDWAY_ROOT", str(root))
+    (etc / "config.yaml").write_text(CONFIG)
+    (etc / ".lock").touch()
+    fill(etc)
+    original = (etc / "config.yaml").read_bytes()
+    names = sorted(p.name for p in etc.iterdir())
+    argv = ("config", "set", "users.allowed", ",".join(f"student{i:03d}" for i in range(200)))
+    assert run(*argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err == (f"hardway: error: cannot write {etc}/config.yaml: No space left on device; "
+                   "it was left unchanged\n")
+    assert (etc / "config.yaml").read_bytes() == original
+    assert sorted(p.name for p in etc.iterdir()) == names  # no temp file left behind
+    # read-only: the same, one line and exit 1, before anything is read or written
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    assert run(*argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Read-only file system" in err and "nothing was changed" in err
+    assert (etc / "config.yaml").read_bytes() == original

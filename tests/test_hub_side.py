@@ -90,7 +90,10 @@ def test_post_install_seeds_admin_passwords_and_calls_hardway_post_install(paths
         assert bcrypt.checkpw(b"pa:ss:word", db[b"alice"])
     assert post_install_step(registry, settings, ctx) == []  # idempotent
     ctx.admin_passwords["alice"] = "another-one"
-    assert post_install_step(registry, settings, ctx) == ["changed the password of admin alice"]
+    # a re-run never resets a password the admin has (it may be one she chose since)
+    assert post_install_step(registry, settings, ctx) == [
+        "kept the current password of admin alice (given --admin alice:... ignored; "
+        "change it in the hub)"]
     assert (paths.firstuse_db.parent.stat().st_mode & 0o777) == 0o700
 
 

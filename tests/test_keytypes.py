@@ -92,3 +92,33 @@ def test_map_of():
         t.parse("novalue")
     with pytest.raises(kt.BadValue, match="key1"):
         t.check({"key1": 5})
+
+
+@pytest.mark.parametrize("text, value", [
+    ("", ""), ("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "0.0.0.0"), ("::", "::"),
+    ("::1", "::1"), ("2001:DB8:0::1", "2001:db8::1"), ("::ffff:192.0.2.1", "::ffff:c000:201"),
+])
+def test_ip_address_takes_v4_v6_or_empty_in_canonical_form(text, value):
+    assert kt.IPAddress().parse(text) == value
+
+
+@pytest.mark.parametrize("bad", ["not-an-ip", "[::1]", "localhost", "1.2.3", "256.1.1.1",
+                                 "127.0.0.1:80", "::1/128", "fe80::1%eth0", " 127.0.0.1",
+                                 "01.2.3.4"])
+def test_ip_address_refuses_everything_else_naming_the_form(bad):
+    with pytest.raises(kt.BadValue, match=r"IPv4 or IPv6 address such as 127\.0\.0\.1") as e:
+        kt.IPAddress().parse(bad)
+    assert repr(bad) in str(e.value)
+
+
+def test_ip_address_from_yaml_must_be_text():
+    with pytest.raises(kt.BadValue, match="got an integer"):
+        kt.IPAddress().check(127)
+
+
+@pytest.mark.parametrize("address, port, out", [
+    ("", 80, ":80"), ("127.0.0.1", 8000, "127.0.0.1:8000"), ("::", 80, "[::]:80"),
+    ("::1", 80, "[::1]:80"), ("2001:db8::1", 443, "[2001:db8::1]:443"),
+])
+def test_host_port_brackets_ipv6(address, port, out):
+    assert kt.host_port(address, port) == out

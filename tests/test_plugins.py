@@ -112,7 +112,7 @@ def test_package_hooks_are_merged(paths, registry_plus):
     assert "labsso-authenticator==1.0" in collect(registry_plus, s, "hub")
     assert "jupyterhub-idle-culler" in collect(registry_plus, s, "hub")
     assert collect(registry_plus, s, "user") == ["pandas"]
-    assert collect(registry_plus, s, "apt") == ["git"]
+    assert collect(registry_plus, s, "apt") == ["git", "nftables"]  # nftables: systemd spawner
 
 
 def test_render_hooks(paths, registry_plus):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import tomlkit
 from conftest import write_config
 
@@ -156,3 +157,29 @@ def test_rendered_traefik_files_are_checked(paths, registry):
     assert "no static configuration section 'entryPoint'" in found
     assert "no dynamic configuration section 'htp'" in found
     assert "y.toml: not valid TOML" in found
+
+
+@pytest.mark.parametrize("address, host", [("", ""), ("127.0.0.1", "127.0.0.1"),
+                                           ("::1", "[::1]"), ("::", "[::]"),
+                                           ("2001:db8::1", "[2001:db8::1]")])
+def test_http_address_renders_for_jupyterhub_and_traefik(paths, registry, address, host):
+    from urllib.parse import urlsplit
+
+    from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy
+
+    write_config(paths, f"http:\n  address: '{address}'\n  port: 8000\nbase_url: /hub1/\n")
+    files = render(paths, registry)
+    bind_url = json.loads(files[paths.hub_json].content)["config"]["JupyterHub"]["bind_url"]
+    assert bind_url == f"http://{host}:8000/hub1/"
+    parsed = urlsplit(bind_url)
+    assert (parsed.hostname or "", parsed.port) == (address, 8000)
+    # the hub hands it to the proxy class as public_url: accepted as it is
+    assert TraefikFileProviderProxy(public_url=bind_url).public_url == bind_url
+    static = tomlkit.loads(files[paths.traefik_toml].content.decode()).unwrap()
+    assert static["entryPoints"]["http"]["address"] == f"{host}:8000"
+    # with HTTPS, both entry points listen on the same address
+    write_config(paths, f"http:\n  address: '{address}'\nhttps:\n  enabled: true\n"
+                        "  self_signed: true\n")
+    static = tomlkit.loads(render(paths, registry)[paths.traefik_toml].content.decode()).unwrap()
+    assert static["entryPoints"]["http"]["address"] == f"{host}:443"
+    assert static["entryPoints"]["http-redirect"]["address"] == f"{host}:80"

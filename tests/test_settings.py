@@ -90,3 +90,51 @@ def test_top_level_must_be_a_mapping(paths, registry):
 def test_empty_file_is_fine(paths, registry):
     write_config(paths, "# nothing yet\n")
     assert load_settings(paths, registry)["http.port"] == 80
+
+
+def test_a_whole_mapping_cannot_come_from_a_file(paths, registry):
+    # it used to pass here and crash `hardway lti` and `reload` (a str where a dict goes)
+    write_config(paths, "auth:\n  type: lti11\n  lti11:\n    consumers: file:/etc/hostname\n")
+    with pytest.raises(ConfigError) as e:
+        load_settings(paths, registry)
+    msg = str(e.value)
+    assert "line 4" in msg and "auth.lti11.consumers" in msg and "'file:/etc/hostname'" in msg
+    assert "each value may be file:/abs/path instead" in msg and "\n" not in msg
+
+
+def test_file_per_value_of_a_mapping_and_for_a_string_secret(paths, registry, tmp_path):
+    write_config(paths, "auth:\n  type: lti11\n  lti11:\n    consumers:\n"
+                        "      canvas: file:/etc/hardway/canvas-secret\n"
+                        "hub:\n  db_url: file:/etc/hardway/db-url\n")
+    s = load_settings(paths, registry)
+    assert s["auth.lti11.consumers"] == {"canvas": "file:/etc/hardway/canvas-secret"}
+    assert s["hub.db_url"] == "file:/etc/hardway/db-url"
+
+
+def test_file_refused_for_any_non_string_secret():
+    from hardway import keytypes as kt
+    from hardway.settings import Key, check_secret_file
+
+    for key_type, hint in ((kt.ListOf(kt.Str()), "each item may be file:/abs/path"),
+                           (kt.MapOf(kt.Str()), "each value may be file:/abs/path"),
+                           (kt.Int(), "give a whole number itself")):
+        key = Key("x.y", key_type, None, "", secret=True)
+        with pytest.raises(kt.BadValue, match=hint):
+            check_secret_file("file:/etc/x", key)
+    assert check_secret_file("file:/etc/x", Key("x.y", kt.Url(), None, "", secret=True))
+
+
+def test_http_address_must_be_an_ip_address(paths, registry):
+    write_config(paths, "http:\n  address: not-an-ip\n")
+    with pytest.raises(ConfigError, match=r"line 2: http\.address: expected an IPv4 or IPv6 "
+                                          r"address.*got 'not-an-ip'"):
+        load_settings(paths, registry)
+    write_config(paths, "http:\n  address: '2001:DB8::1'\n")
+    assert load_settings(paths, registry)["http.address"] == "2001:db8::1"
+
+
+def test_file_per_value_must_be_an_absolute_path(paths, registry):
+    write_config(paths, "auth:\n  lti11:\n    consumers:\n      canvas: file:canvas-secret\n")
+    with pytest.raises(ConfigError, match=r"auth\.lti11\.consumers: canvas: file: must be "
+                                          "followed by an absolute path"):
+        load_settings(paths, registry)
