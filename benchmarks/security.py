@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration-tes
 
 from harness import Container
 from hubclient import wait_for_hub
-from test_security import exposure, first_logins
+from test_security import CULLER_USER, exposure, first_logins
 
 HUB = "jupyterhub.service"
 
@@ -45,8 +45,7 @@ def main() -> int:
         hub = types.SimpleNamespace(c=c, base="http://127.0.0.1",
                                     admin_password="bench-admin-password")
         scores = {u: exposure(c, u) for u in (HUB, "jupyterhub-proxy.service")}
-        culler = c.run(["bash", "-c", "ps -eo user:32,args | grep '[i]dle_culler' || "
-                        "true"]).stdout.split()
+        culler = c.run(["python3", "-c", CULLER_USER]).stdout.split()
         hub_json = "/var/lib/hardway/hub/hub.json"
         ours, stock = [], []
         for r in range(args.rounds):

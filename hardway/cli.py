@@ -7,7 +7,6 @@ import datetime
 import json
 import logging
 import os
-import shlex
 import sys
 import traceback
 from collections.abc import Sequence
@@ -148,7 +147,9 @@ def log_traceback(path: Path, argv: Sequence[str], exc: BaseException) -> None:
     with os.fdopen(fd, "a", encoding="utf-8", errors="replace") as f:
         os.fchmod(fd, 0o600)
         stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-        f.write(f"--- {stamp} hardway {__version__}: hardway {shlex.join(argv)}\n")
+        # the command only: values on the command line may be secrets (config set)
+        command = " ".join(a for a in argv[:2] if not a.startswith("-"))
+        f.write(f"--- {stamp} hardway {__version__}: hardway {command}\n")
         f.write("".join(traceback.format_exception(exc)))
 
 

@@ -38,7 +38,7 @@ def test_verbs_on_the_host(hub):
     assert "also set in /etc/hardway/config.d/50-site.yaml:3" in r.stderr
     out = hw(hub, "config", "show", "limits", "--origin").stdout
     assert "limits.cpu = 2.0    [/etc/hardway/config.d/50-site.yaml:3]" in out
-    assert "limits.memory = (not set)    [default]" in out
+    assert "limits.memory = auto    [default]" in out  # a quarter of the machine's memory
     r = hw(hub, "config", "set", "limits.cpu", "lots", check=False)
     assert r.returncode == 2 and "limits.cpu: expected a number" in r.stderr
     assert "Traceback" not in r.stderr
@@ -53,7 +53,7 @@ def test_20_concurrent_add_item(hub):
                          "user$i >/dev/null & done; wait"], timeout=300)
     got = hw(hub, "config", "get", "users.allowed").stdout.strip().split(",")
     assert sorted(got) == [f"user{i:02d}" for i in range(1, 21)]
-    hw(hub, "config", "unset", "users.allowed")  # back to firstuse's open door
+    hw(hub, "config", "unset", "users.allowed")
 
 
 def one_line(r, code: int, *needles: str) -> str:

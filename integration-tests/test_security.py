@@ -123,13 +123,16 @@ def test_02_strangers_cannot_log_in_or_claim_a_name(hub):
     hw(hub, "config", "reload")
     bob = HubUser(hub.base, "bob", "bob-password-long").sign_in(start_server=True)
     assert bob.unix_user() == "jupyter-bob"
-    # the open-signup switch, when chosen, lets a new name in
+    # the open-signup switch, when chosen (and no allow list narrows it), lets a new
+    # name in; bob, known to the hub now, keeps his access
+    hw(hub, "config", "remove-item", "users.allowed", "bob")
     hw(hub, "config", "set", "auth.firstuse.create_users", "true")
     hw(hub, "config", "reload")
     HubUser(hub.base, "walkin", "walkin-password-long").login()
     hw(hub, "config", "set", "auth.firstuse.create_users", "false")
     hw(hub, "config", "reload")
     assert login_page_error(hub.base, "walkin2", "walkin-password-long").status_code == 403
+    HubUser(hub.base, "bob", "bob-password-long").login()
 
 
 def test_03_rerun_keeps_the_password_alice_chose(hub):
@@ -183,9 +186,13 @@ def test_05_symlinks_planted_for_root_are_refused(hub):
     out = hw(hub, "config", "reload").stdout
     assert f"refused {acme}/acme-evil.json: a symbolic link (to /etc/shadow)" in out, out
     assert f"refused {rules}/99-evil.toml: a symbolic link (to /etc/shadow)" in out, out
+    assert not c.path(f"{rules}/99-evil.toml").is_symlink()  # removed: root's directory
+    c.run(["ln", "-s", "/etc/shadow", f"{rules}/99-evil.toml"])  # again, for the install
     assert "a symbolic link to /etc/shadow was there: refused to follow it" in out, out
     r = c.run(["python3", BOOTSTRAP, "--admin", "alice"], timeout=1200)
     assert f"refused {acme}/acme-evil.json" in r.stdout, r.stdout[-3000:]
+    assert f"refused {rules}/99-evil.toml" in r.stdout, r.stdout[-3000:]
+    assert "restarted jupyterhub-proxy" not in r.stdout  # nothing of the proxy changed
     assert c.run(["stat", "-c", "%U:%G %a %s %Y", "/etc/shadow"]).stdout == before
     assert c.path("/etc/shadow").read_bytes() == shadow
     assert not c.path(f"{rules}/00-hardway.toml").is_symlink()
@@ -282,9 +289,12 @@ def test_07_metadata_and_other_denied_networks(hub):
     to the test infrastructure."""
     c = hub.c
     for user in ("alice", "bob"):
-        props = c.run(["systemctl", "show", f"jupyter-{user}-singleuser",
-                       "--property=IPAddressDeny"]).stdout
-        assert "169.254.0.0/16" in props and "fe80::/10" in props, props
+        # the unit as systemd-run made it (systemctl show leaves the property out where
+        # the BPF filter is unsupported, as on this cgroup v1 host)
+        unit = c.run(["systemctl", "cat", f"jupyter-{user}-singleuser"]).stdout
+        deny = [ln for ln in unit.splitlines() if ln.startswith("IPAddressDeny=")]
+        assert deny and "169.254.0.0/16" in deny[0] and "fe80::/10" in deny[0], unit
+        assert "ProtectProc=invisible" in unit
     table = c.run(["nft", "list", "table", "inet", "hardway"]).stdout
     assert "169.254.0.0/16" in table and "fe80::/10" in table and "dport 8099" in table
     hw(hub, "config", "add-item", "limits.deny_networks", "127.7.7.7/32")
@@ -309,7 +319,8 @@ def test_07_metadata_and_other_denied_networks(hub):
 
 def test_08_memory_limit_kills_the_kernel_not_the_hub(hub):
     c = hub.c
-    total = int(c.run(["awk", "/MemTotal/ {print $2 * 1024}", "/proc/meminfo"]).stdout)
+    total = int(c.run(["python3", "-c", "print(int(open('/proc/meminfo').read().split()[1])"
+                       " * 1024)"]).stdout)
     expected = min(max(total // 4, 512 << 20), 16 << 30) // (1 << 20) << 20
     bob = HubUser(hub.base, "bob", "bob-password-long").sign_in(start_server=True)
     props = c.run(["systemctl", "show", "jupyter-bob-singleuser",
@@ -319,8 +330,12 @@ def test_08_memory_limit_kills_the_kernel_not_the_hub(hub):
     alice.start_server()
     hub_pid = c.run(["systemctl", "show", HUB, "--property=MainPID"]).stdout
     # touch every page of (the limit + 256 MiB): the kernel is killed by the OOM killer
-    with pytest.raises(HubError):
-        bob.execute(f"b = b'x' * {expected + (256 << 20)}; len(b)", timeout=120)
+    # (the reply never comes: its websocket times out or the hub client gives up)
+    with pytest.raises(Exception):  # noqa: B017 - what matters is checked below
+        bob.execute(f"b = b'x' * {expected + (256 << 20)}; len(b)", timeout=45)
+    oom = c.run(["cat", "/sys/fs/cgroup/memory/system.slice/jupyter-bob-singleuser.service/"
+                 "memory.oom_control"]).stdout
+    assert re.search(r"^oom_kill [1-9]", oom, re.M), oom  # the kernel's own cgroup killed it
     assert c.run(["systemctl", "show", HUB, "--property=MainPID"]).stdout == hub_pid
     assert alice.execute("1 + 1") == "2"
     assert bob.execute("1 + 1") == "2"  # his server survived; a new kernel works
@@ -335,11 +350,21 @@ def exposure(c, unit: str) -> float:
     return float(found.group(1))
 
 
+CULLER_USER = r"""
+import os, pwd
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if b"jupyterhub_idle_culler" in open(f"/proc/{pid}/cmdline", "rb").read():
+            print(pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name)
+    except OSError:
+        pass
+"""
+
+
 def test_09_services_hardened(hub):
     c = hub.c
     scores = {u: exposure(c, u) for u in (HUB, PROXY)}
-    culler = c.run(["bash", "-c", "ps -eo user:32,args | grep '[j]upyterhub_idle_culler'"]
-                   ).stdout.split()
+    culler = c.run(["python3", "-c", CULLER_USER]).stdout.split()
     record("security-exposure", {
         "figure": scores, "unit": "systemd-analyze security exposure (0 best, 10 worst)",
         "how": "systemd-analyze security on the booted Debian 12 host after install",

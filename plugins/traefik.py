@@ -271,10 +271,13 @@ class Traefik(Choice):
             if said is not None:
                 changes.append(said)
         for planted in sorted(p.rules_dir.iterdir()):
+            # only root writes here: a link is foreign, and the proxy's file watcher
+            # stops serving every route when it cannot follow one
             if planted.is_symlink():
-                changes.append(f"refused {planted}: a symbolic link (to "
-                               f"{os.readlink(planted)}) in Traefik's rules directory; "
-                               "not followed; remove it")
+                target = os.readlink(planted)
+                planted.unlink()
+                changes.append(f"refused {planted}: a symbolic link (to {target}) in the "
+                               "proxy's rules directory; not followed, removed")
         if tls.source(settings) == "self-signed":
             names = tls.self_signed_names(settings)
             if tls.ensure_self_signed(p.self_signed_cert, p.self_signed_key, names):
