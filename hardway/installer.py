@@ -415,7 +415,7 @@ def install(paths: Paths, system: System, options: Options,
         if ctx.state != old_state:
             write_atomic(paths.install_state,
                          (json.dumps(ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
-        traefik_changed = any("Traefik" in c for c in proxy_changes)
+        traefik_changed = any("Traefik" in c or "restart the proxy" in c for c in proxy_changes)
         hub_code_changed = old_state.get("hub_env") != ctx.state["hub_env"]
         if hub_code_changed and old_state:
             rep.changed.append("the hub environment changed: the hub restarts to load it")

@@ -90,7 +90,8 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
                     for f, _ in changed}
         apply_files([f for f, _ in changed], system)
         reload_units, restart = restart_plan(
-            changed, extra_hub=any("hub environment" in i for i in installed))
+            changed, extra_hub=any("hub environment" in i for i in installed),
+            extra_proxy=any("restart the proxy" in i for i in installed))
         restart |= {UNIT_OF[c] for c in force}
         since = time.strftime("%Y-%m-%d %H:%M:%S")
         try:

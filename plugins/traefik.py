@@ -277,7 +277,8 @@ class Traefik(Choice):
                 target = os.readlink(planted)
                 planted.unlink()
                 changes.append(f"refused {planted}: a symbolic link (to {target}) in the "
-                               "proxy's rules directory; not followed, removed")
+                               "proxy's rules directory; not followed, removed (restart "
+                               "the proxy: its file watcher stops at such a link)")
         if tls.source(settings) == "self-signed":
             names = tls.self_signed_names(settings)
             if tls.ensure_self_signed(p.self_signed_cert, p.self_signed_key, names):
