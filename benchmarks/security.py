@@ -26,8 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration-tests"))
 
 from harness import Container
-from hubclient import wait_for_hub
-from test_security import CULLER_USER, exposure, first_logins
+from test_security import CULLER_USER, exposure, first_logins, upstream_firstuse
 
 HUB = "jupyterhub.service"
 
@@ -46,23 +45,11 @@ def main() -> int:
                                     admin_password="bench-admin-password")
         scores = {u: exposure(c, u) for u in (HUB, "jupyterhub-proxy.service")}
         culler = c.run(["python3", "-c", CULLER_USER]).stdout.split()
-        hub_json = "/var/lib/hardway/hub/hub.json"
         ours, stock = [], []
         for r in range(args.rounds):
             ours.append(first_logins(hub, f"h{r}u", args.logins))
-            original = c.path(hub_json).read_text()
-            data = json.loads(original)
-            data["config"]["JupyterHub"]["authenticator_class"] = \
-                "firstuseauthenticator.FirstUseAuthenticator"
-            c.path(hub_json).write_text(json.dumps(data))
-            try:
-                c.run(["systemctl", "restart", HUB])
-                wait_for_hub(hub.base)
+            with upstream_firstuse(hub):
                 stock.append(first_logins(hub, f"s{r}u", args.logins))
-            finally:
-                c.path(hub_json).write_text(original)
-                c.run(["systemctl", "restart", HUB])
-                wait_for_hub(hub.base)
     finally:
         c.destroy()
 
