@@ -79,5 +79,5 @@ say "unit tests"
 pytest_run -q -p no:cacheprovider tests
 
 say "integration tests (booted systemd host)"
-pytest_run -v -p no:cacheprovider -rA integration-tests "$@"
+pytest_run -v -p no:cacheprovider -rA --durations=25 integration-tests "$@"
 say "all passed"

@@ -132,8 +132,16 @@ class HubUser:
             }))
             out = []
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                msg = json.loads(ws.recv())
+            while (left := deadline - time.monotonic()) > 0:
+                # frame by frame, pings included: the server's websocket pings would keep a
+                # plain recv() waiting forever once the kernel died and no reply can come
+                ws.settimeout(left)
+                opcode, frame = ws.recv_data_frame(control_frame=True)
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    raise HubError("the server closed the kernel's websocket")
+                if opcode != websocket.ABNF.OPCODE_TEXT:
+                    continue
+                msg = json.loads(frame.data)
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
                 kind = msg["msg_type"]
