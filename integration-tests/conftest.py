@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
@@ -14,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import harness
 from harness import REPO, Container
 
 ARTIFACTS = Path(os.environ.get("HARDWAY_ARTIFACTS", REPO / "artifacts"))
@@ -61,27 +61,11 @@ def install_fresh(name: str):
         c.destroy()
 
 
-SLOT_LOCK = Path(os.environ.get("HARDWAY_IT_SLOT_LOCK", "/run/lock/hardway-it.lock"))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def container_slot():
-    """Booted containers share the host's ports: one test session at a time holds them.
-
-    A second run (another terminal, a parallel job) waits here instead of failing on
-    taken ports."""
-    SLOT_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(SLOT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"\n[harness] waiting for {SLOT_LOCK}: another integration run holds the "
-                  "container slot", file=sys.stderr, flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+    """One integration session (or benchmark) at a time holds the host's ports."""
+    with harness.container_slot():
         yield
-    finally:
-        os.close(fd)
 
 
 @pytest.fixture(scope="module")

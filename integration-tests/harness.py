@@ -12,12 +12,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,13 +87,34 @@ def port_holders(ports: tuple[int, ...] = PORTS) -> list[str]:
     return busy
 
 
-def copy_checkout(dest: Path) -> None:
+def copy_checkout(dest: Path, source: Path = REPO) -> None:
     """The checkout as git sees it (tracked and new files), without caches and venvs."""
     ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", ".pytest_cache",
                                     ".ruff_cache", "*.egg-info", "build", "artifacts")
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
+    shutil.copytree(source, dest, ignore=ignore, symlinks=True)
+
+
+SLOT_LOCK = Path(os.environ.get("HARDWAY_IT_SLOT_LOCK", "/run/lock/hardway-it.lock"))
+
+
+@contextlib.contextmanager
+def container_slot() -> Iterator[None]:
+    """Booted containers share the host's ports: one test session or benchmark at a time
+    holds them. A second one (another terminal, a parallel job) waits here instead of
+    failing on taken ports."""
+    SLOT_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(SLOT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for {SLOT_LOCK}: another integration run holds the container slot")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class Container:
@@ -104,7 +128,8 @@ class Container:
         self.console = WORK / f"{name}.console.log"
 
     @classmethod
-    def create(cls, name: str) -> Container:
+    def create(cls, name: str, source: Path = REPO) -> Container:
+        """A fresh container with ``source`` (this checkout unless told) at /root/hardway."""
         rootfs = ensure_rootfs()
         c = cls(name)
         if c.dir.exists():
@@ -119,7 +144,7 @@ class Container:
             shutil.copyfile(HOST_CA, local)
             shutil.copyfile(HOST_CA, c.dir / "etc/ssl/certs/ca-certificates.crt")
         (c.dir / "etc/hostname").write_text(name + "\n")
-        copy_checkout(c.dir / "root/hardway")
+        copy_checkout(c.dir / "root/hardway", source)
         return c
 
     # --- lifecycle
