@@ -65,6 +65,9 @@ fi
 say "ruff"
 .venv/bin/ruff check .
 
+say "import contracts"
+.venv/bin/lint-imports
+
 pytest_run() {
   # pytest's exit 5 means no test ran: that is a failure here, never a pass
   set +e

@@ -1,4 +1,5 @@
-"""Certificates for HTTPS: checking the files an admin gives, and a self-signed pair.
+"""Certificates for HTTPS: checking the files an admin gives, and making a self-signed pair
+(writing it is apply's job: this module imports nothing of hardway but its errors).
 
 The checks run when settings are validated (``hardway config set`` and ``reload``), so a
 certificate that cannot work is refused before anything is written or restarted.
@@ -122,23 +123,16 @@ def make_self_signed(names: list[str]) -> Pair:
     return Pair(cert_pem, key_pem, tuple(names), cert.not_valid_after_utc)
 
 
-def ensure_self_signed(cert_path: Path, key_path: Path, names: list[str]) -> bool:
-    """Keep a self-signed pair for exactly ``names`` at the two paths (key 0600); make a
-    new one when missing, for other names, or within RENEW_BEFORE of expiry. True when a
-    new pair was written."""
+def self_signed_current(cert_path: Path, key_path: Path, names: list[str]) -> bool:
+    """Whether the self-signed pair at the two paths is for exactly ``names`` and not
+    within RENEW_BEFORE of expiry (False when missing or unreadable). Writing a new pair
+    is :func:`hardway.apply.files.ensure_self_signed`'s job."""
     try:
         pair = load_pair(cert_path, key_path)
-        if (sorted(pair.names) == sorted(names) and pair.not_after - RENEW_BEFORE
-                > datetime.datetime.now(datetime.timezone.utc)):
-            return False
     except ConfigError:
-        pass
-    from .apply import write_atomic
-
-    pair = make_self_signed(names)
-    write_atomic(key_path, pair.key_pem, 0o600, 0, 0)
-    write_atomic(cert_path, pair.cert_pem, 0o644, 0, 0)
-    return True
+        return False
+    return (sorted(pair.names) == sorted(names) and pair.not_after - RENEW_BEFORE
+            > datetime.datetime.now(datetime.timezone.utc))
 
 
 def source(settings: Settings) -> str:

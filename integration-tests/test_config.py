@@ -186,7 +186,7 @@ def test_reload_dry_run_says_and_does_nothing(hub):
 
 
 BROKEN_PLUGIN = '''
-from hardway.hookspecs import hookimpl
+from hardway.plugin import hookimpl
 
 @hookimpl
 def hardway_hub_config(settings, ctx):

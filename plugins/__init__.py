@@ -1,1 +1,2 @@
-"""hardway's built-in choices, each an ordinary plugin (see hardway.plugins.DEFAULT_PLUGINS)."""
+"""hardway's built-in choices, each an ordinary plugin (see hardway.plugin.manager.DEFAULT_PLUGINS),
+grouped by kind: auth, spawner, proxy, services."""

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from hardway.paths import Paths
-from hardway.plugins import Registry, make_manager
+from hardway.plugin.manager import Registry, make_manager
 
 
 @pytest.fixture

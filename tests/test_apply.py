@@ -4,8 +4,8 @@ import multiprocessing
 import os
 import stat
 
-from hardway.apply import apply_files, locked, write_atomic
-from hardway.choices import File
+from hardway.apply.files import apply_files, locked, write_atomic
+from hardway.plugin.contract import File
 
 
 def test_write_atomic_sets_mode_and_leaves_no_temp(tmp_path):

@@ -1,5 +1,5 @@
 """Each authenticator plugin: its keys, its refusals, and a rendered hub config that
-JupyterHub's own classes accept (hardway.hubcheck, against the installed packages).
+JupyterHub's own classes accept (hardway.ops.hubcheck, against the installed packages).
 The live flows against real identity providers are in integration-tests/."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import json
 import pytest
 from conftest import write_config
 
-from hardway.choices import Context
-from hardway.cli import main
+from hardway.cli.main import main
 from hardway.errors import ConfigError
-from hardway.hubcheck import problems
-from hardway.plugins import load_settings
+from hardway.ops.hubcheck import problems
+from hardway.plugin.contract import Context
+from hardway.plugin.manager import load_settings
 from hardway.render import render_all
 
 CONFIGS = {
@@ -134,7 +134,8 @@ def test_lti_authenticators_keep_used_nonces_in_the_hubs_state(paths, registry):
     for name, cls in (("lti11", "HardwayLTI11Authenticator"),
                       ("lti13", "HardwayLTI13Authenticator")):
         config = hub_config(paths, registry, name)
-        assert config["JupyterHub"]["authenticator_class"] == f"hardway_plugins.lti_checks.{cls}"
+        assert (config["JupyterHub"]["authenticator_class"]
+                == f"hardway_plugins.auth.lti_checks.{cls}")
         assert config[cls]["nonce_db_path"] == str(paths.hub_dir / "lti-nonces.sqlite")
     assert config["HardwayLTI13Authenticator"]["deployment_ids"] == []  # any deployment
 
@@ -191,7 +192,7 @@ def test_lti11_consumer_secrets_from_files_per_consumer(paths, registry, capsys,
 def test_lti11_consumers_that_are_not_a_mapping_are_refused_not_crashed_on(registry):
     """However a file: string reaches the plugin (the settings layer refuses it for a
     mapping key), `hardway lti` and reload say what to do instead of crashing."""
-    from hardway_plugins.lti import Lti11, lms_instructions
+    from hardway_plugins.auth.lti import Lti11, lms_instructions
 
     from hardway.settings import Layer, merge
 
@@ -223,7 +224,7 @@ def test_hardway_lti_prints_what_the_lms_needs(paths, capsys, monkeypatch):
 
 def test_native_login_handler_works_on_jupyterhub_6():
     """nativeauthenticator 1.3.0 times logins with handler.statsd, gone in JupyterHub 6."""
-    from hardway_plugins.native_compat import _with_statsd
+    from hardway_plugins.auth.native_compat import _with_statsd
     from nativeauthenticator.handlers import LoginHandler
 
     handler = _with_statsd(LoginHandler)

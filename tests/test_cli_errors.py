@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hardway import cli
+from hardway.cli import main as cli
 from hardway.errors import ConfigError
 from hardway.paths import Paths
 
@@ -88,7 +88,7 @@ def test_help_and_version_still_exit_as_argparse_does(root, capsys):
 def test_a_real_process_prints_no_traceback(root):
     # config.yaml that is a directory: nothing hardway checks for, so an unexpected error
     (root / "etc" / "hardway" / "config.yaml").mkdir()
-    done = subprocess.run([sys.executable, "-m", "hardway.cli", "config", "set",
+    done = subprocess.run([sys.executable, "-m", "hardway.cli.main", "config", "set",
                            "limits.cpu", "2"], capture_output=True, text=True,
                           env={**os.environ, "HARDWAY_ROOT": str(root)}, timeout=120)
     assert done.returncode == 1, done.stderr

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hardway import keytypes as kt
-from hardway.cli import main
-from hardway.plugins import Registry, make_manager
+from hardway.cli.main import main
+from hardway.plugin.manager import Registry, make_manager
+from hardway.settings import keytypes as kt
 
 CONFIG = """\
 # Course hub for STAT101 -- ask Jo before changing
@@ -94,13 +94,13 @@ def test_list_verbs(root, capsys):
 
 def test_concurrent_add_item_loses_nothing(root):
     env = {**os.environ, "HARDWAY_ROOT": str(root)}
-    procs = [subprocess.Popen([sys.executable, "-m", "hardway.cli", "config", "add-item",
+    procs = [subprocess.Popen([sys.executable, "-m", "hardway.cli.main", "config", "add-item",
                                "users.allowed", f"user{i:02d}"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for i in range(20)]
     for p in procs:
         assert p.wait(60) == 0, p.stderr.read()
-    from hardway.configfile import ConfigDoc
+    from hardway.settings.configfile import ConfigDoc
 
     allowed = ConfigDoc(root / "etc/hardway/config.yaml").get("users.allowed")
     assert sorted(allowed) == [f"user{i:02d}" for i in range(20)]
@@ -255,7 +255,7 @@ def test_a_mapping_secret_refuses_a_whole_file(root, capsys, tmp_path):
     assert digest(root) == before
     # per value it is fine, and the file each value names is checked like any other
     assert run("config", "set", "auth.lti11.consumers", f"canvas=file:{secret}") == 0
-    from hardway.configfile import ConfigDoc
+    from hardway.settings.configfile import ConfigDoc
 
     doc = ConfigDoc(root / "etc/hardway/config.yaml")
     assert doc.get("auth.lti11.consumers") == {"canvas": f"file:{secret}"}

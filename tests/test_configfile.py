@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from hardway.configfile import ConfigDoc
+from hardway.settings.configfile import ConfigDoc
 
 TEXT = """\
 # Our course hub. Ask Jo before changing anything.

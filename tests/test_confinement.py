@@ -9,12 +9,12 @@ import stat
 from pathlib import Path
 
 import pytest
-from hardway_plugins.systemd import nft_ruleset
+from hardway_plugins.spawner.systemd import nft_ruleset
 
-from hardway.apply import apply_files, lock_down, secure_owner
-from hardway.choices import File
+from hardway.apply.files import apply_files, lock_down, secure_owner
 from hardway.errors import ConfigError
-from hardway.plugins import Registry, load_settings, make_manager
+from hardway.plugin.contract import File
+from hardway.plugin.manager import Registry, load_settings, make_manager
 from hardway.render import memory_limit
 
 GIB = 1 << 30

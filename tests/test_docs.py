@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hardway import docs
+from hardway.cli import docs
 
 TESTS = Path(__file__).parent
 
@@ -15,7 +15,7 @@ TESTS = Path(__file__).parent
 @pytest.mark.parametrize("page", sorted(docs.PAGES))
 def test_generated_page_is_current(page):
     on_disk = (docs.DOCS / page).read_text()
-    assert on_disk == docs.PAGES[page](), f"docs/{page} is stale: run python -m hardway.docs"
+    assert on_disk == docs.PAGES[page](), f"docs/{page} is stale: run python -m hardway.cli.docs"
 
 
 @pytest.mark.parametrize("name, fn", docs.hook_functions())
@@ -32,7 +32,7 @@ def test_every_hook_is_documented_typed_and_tested(name, fn):
 
 
 def test_every_key_has_a_description():
-    from hardway.plugins import Registry, make_manager
+    from hardway.plugin.manager import Registry, make_manager
 
     for key in Registry(make_manager(load_entrypoints=False)).declarations():
         assert key.description.strip(), key.name

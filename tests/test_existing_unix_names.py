@@ -9,8 +9,8 @@ import subprocess
 import types
 
 import pytest
-from hardway_plugins import systemd_spawner as ss
-from hardway_plugins.systemd import EXISTING_NAME, unix_name
+from hardway_plugins.spawner import systemd_spawner as ss
+from hardway_plugins.spawner.systemd import EXISTING_NAME, unix_name
 
 EXISTING = ["john.doe", "alice", "a_b", "a-b", "x1", "_svc", "J.Doe", "0day", "a" * 32,
             "first.middle.last-2"]

@@ -18,14 +18,14 @@ import pytest
 from conftest import write_config
 from firstuseauthenticator import FirstUseAuthenticator
 from firstuseauthenticator.firstuseauthenticator import CustomLoginHandler
-from hardway_plugins import firstuse, firstuse_hub
-from hardway_plugins.firstuse_hub import HardwayFirstUseAuthenticator, HardwayLoginHandler
+from hardway_plugins.auth import firstuse, firstuse_hub
+from hardway_plugins.auth.firstuse_hub import HardwayFirstUseAuthenticator, HardwayLoginHandler
 from traitlets.config import Config
 
-from hardway.choices import Context
 from hardway.errors import ConfigError
-from hardway.hubcheck import problems
-from hardway.plugins import load_settings
+from hardway.ops.hubcheck import problems
+from hardway.plugin.contract import Context
+from hardway.plugin.manager import load_settings
 from hardway.render import render_all
 
 PASSWORD_LINE = re.compile(r"admin (\S+)'s first password: (\S+) \(shown once; change it at "
@@ -48,7 +48,7 @@ def test_closed_by_default_and_configures_the_hardway_subclass(paths, registry):
     config = rendered_hub_config(paths, registry)
     assert config["FirstUseAuthenticator"]["create_users"] is False
     assert config["JupyterHub"]["authenticator_class"] == (
-        "hardway_plugins.firstuse_hub.HardwayFirstUseAuthenticator")
+        "hardway_plugins.auth.firstuse_hub.HardwayFirstUseAuthenticator")
     assert problems(config) == []
     # the upstream class's section reaches the subclass (traitlets follows the hierarchy)
     auth = HardwayFirstUseAuthenticator(config=Config(config))

@@ -15,8 +15,9 @@ from cryptography.x509.oid import NameOID
 from test_render import render
 
 from hardway import tls
+from hardway.apply.files import ensure_self_signed
 from hardway.errors import ConfigError
-from hardway.plugins import load_settings
+from hardway.plugin.manager import load_settings
 
 
 def make_cert(tmp_path, name="hub.example.edu", days=30, key=None, start_days=-1):
@@ -182,14 +183,14 @@ def test_letsencrypt_staging_and_production(paths, registry):
 
 def test_self_signed_pair_is_made_once_for_the_names(tmp_path):
     c, k = tmp_path / "s.crt", tmp_path / "s.key"
-    assert tls.ensure_self_signed(c, k, ["hub.lab", "127.0.0.1"]) is True
+    assert ensure_self_signed(c, k, ["hub.lab", "127.0.0.1"]) is True
     first = c.read_bytes()
     assert (k.stat().st_mode & 0o777) == 0o600
-    assert tls.ensure_self_signed(c, k, ["127.0.0.1", "hub.lab"]) is False
+    assert ensure_self_signed(c, k, ["127.0.0.1", "hub.lab"]) is False
     assert c.read_bytes() == first
     pair = tls.load_pair(c, k)
     assert sorted(pair.names) == ["127.0.0.1", "hub.lab"]
-    assert tls.ensure_self_signed(c, k, ["other.lab"]) is True
+    assert ensure_self_signed(c, k, ["other.lab"]) is True
     assert tls.load_pair(c, k).names == ("other.lab",)
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from hardway import hub
-from hardway.choices import Context
-from hardway.hookspecs import hookimpl
-from hardway.installer import post_install_step
-from hardway.plugins import Registry, load_settings, make_manager
+from hardway.hubside import config as hub
+from hardway.ops.install import post_install_step
+from hardway.plugin import hookimpl
+from hardway.plugin.contract import Context
+from hardway.plugin.manager import Registry, load_settings, make_manager
 from hardway.render import render_all
 
 calls: list[tuple[str, dict]] = []
@@ -112,7 +112,7 @@ def test_spawner_creates_the_unix_user_once_and_calls_hardway_new_user(monkeypat
     import asyncio
     import pwd
 
-    from hardway_plugins import systemd_spawner as ss
+    from hardway_plugins.spawner import systemd_spawner as ss
 
     rendered(paths)
     monkeypatch.setattr(hub, "make_manager", manager)

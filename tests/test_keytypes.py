@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from hardway import keytypes as kt
+from hardway.settings import keytypes as kt
 
 
 def test_string_keeps_leading_zeros_from_the_command_line():

@@ -1,5 +1,5 @@
 """LTI launches are single-use across hub restarts, and LTI 1.3 launches come only from the
-registered deployments (hardway_plugins.lti_checks). The booted-host tests replay real
+registered deployments (hardway_plugins.auth.lti_checks). The booted-host tests replay real
 launches after `systemctl restart jupyterhub`; these pin down the store and the checks."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from cachetools import TTLCache
-from hardway_plugins.lti_checks import (
+from hardway_plugins.auth.lti_checks import (
     DEPLOYMENT_CLAIM,
     HardwayLTI11Authenticator,
     HardwayLTI13Authenticator,

@@ -5,14 +5,14 @@ import types
 import pytest
 from conftest import write_config
 
-from hardway import keytypes as kt
-from hardway.choices import Choice, Context
 from hardway.errors import ConfigError, HardwayError
-from hardway.hookspecs import hookimpl
-from hardway.installer import collect
-from hardway.plugins import DEFAULT_PLUGINS, Registry, load_settings, make_manager
+from hardway.ops.install import collect
+from hardway.plugin import hookimpl
+from hardway.plugin.contract import Choice, Context
+from hardway.plugin.manager import DEFAULT_PLUGINS, Registry, load_settings, make_manager
 from hardway.render import render_all
 from hardway.settings import Key
+from hardway.settings import keytypes as kt
 
 
 class Lab(Choice):
@@ -91,7 +91,7 @@ def test_builtins_are_plugins(registry):
     assert registry.names("proxy") == ["traefik"]
     owners = {registry.owners[k] for k in registry.owners}
     assert owners < set(DEFAULT_PLUGINS)
-    assert registry.owners[("auth", "lti13")] == "hardway_plugins.lti"
+    assert registry.owners[("auth", "lti13")] == "hardway_plugins.auth.lti"
 
 
 def test_third_party_choice_keys_and_validation(paths, registry_plus):
@@ -148,12 +148,13 @@ def test_duplicate_choice_names_both_plugins():
 
     dup.hardway_choices = hardway_choices
     pm.register(dup, name="dup")
-    with pytest.raises(HardwayError, match=r"registered twice: by hardway_plugins\.firstuse"):
+    with pytest.raises(HardwayError, match=r"registered twice: by hardway_plugins\.auth\.firstuse"):
         Registry(pm)
 
 
 def test_a_plugin_can_be_blocked(monkeypatch):
-    monkeypatch.setenv("HARDWAY_BLOCK_PLUGINS", "hardway_plugins.firstuse,hardway_plugins.lti")
+    monkeypatch.setenv("HARDWAY_BLOCK_PLUGINS",
+                       "hardway_plugins.auth.firstuse,hardway_plugins.auth.lti")
     names = Registry(make_manager(load_entrypoints=False)).names("auth")
     assert "firstuse" not in names and "lti11" not in names and "native" in names
 

@@ -6,8 +6,8 @@ import pytest
 import tomlkit
 from conftest import write_config
 
-from hardway.choices import Context
-from hardway.plugins import load_settings
+from hardway.plugin.contract import Context
+from hardway.plugin.manager import load_settings
 from hardway.render import render_all
 
 
@@ -116,7 +116,7 @@ def test_db_url_logo_and_secret_files(paths, registry, tmp_path):
     logo = tmp_path / "logo.png"
     logo.write_bytes(b"\x89PNG")
     write_config(paths, f"hub:\n  db_url: file:{secret}\nbranding:\n  logo: {logo}\n")
-    from hardway.installer import collect
+    from hardway.ops.install import collect
 
     settings = load_settings(paths, registry)
     assert "psycopg[binary]" in collect(registry, settings, "hub")
@@ -145,8 +145,8 @@ def test_proxy_only_keys_leave_the_hub_config_alone(paths, registry):
 
 
 def test_rendered_traefik_files_are_checked(paths, registry):
-    from hardway.checks import traefik_problems
-    from hardway.choices import File
+    from hardway.ops.checks import traefik_problems
+    from hardway.plugin.contract import File
 
     files = list(render(paths, registry).values())
     assert traefik_problems(files) == []

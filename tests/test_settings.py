@@ -6,7 +6,7 @@ import pytest
 from conftest import write_config
 
 from hardway.errors import ConfigError
-from hardway.plugins import load_settings
+from hardway.plugin.manager import load_settings
 from hardway.settings import Layer, merge
 
 
@@ -30,7 +30,7 @@ def test_layers_in_order_with_file_and_line(paths, registry):
 
 
 def test_merge_never_changes_a_layer():
-    from hardway.plugins import Registry, make_manager
+    from hardway.plugin.manager import Registry, make_manager
 
     decl = Registry(make_manager(load_entrypoints=False)).declarations()
     layer = Layer("a", {"users.admin": ["alice"]})
@@ -112,8 +112,8 @@ def test_file_per_value_of_a_mapping_and_for_a_string_secret(paths, registry, tm
 
 
 def test_file_refused_for_any_non_string_secret():
-    from hardway import keytypes as kt
     from hardway.settings import Key, check_secret_file
+    from hardway.settings import keytypes as kt
 
     for key_type, hint in ((kt.ListOf(kt.Str()), "each item may be file:/abs/path"),
                            (kt.MapOf(kt.Str()), "each value may be file:/abs/path"),

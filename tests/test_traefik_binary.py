@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from hardway import traefik_binary as tb
+from hardway.apply import traefik_binary as tb
 from hardway.errors import HardwayError
 
 

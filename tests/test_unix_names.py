@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 
-from hardway_plugins.systemd import unix_name
+from hardway_plugins.spawner.systemd import unix_name
 
 VALID = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 

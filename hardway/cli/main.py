@@ -1,0 +1,187 @@
+"""The `hardway` command. The only place that prints errors and exits."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from hardway import __version__
+from hardway.errors import HardwayError, UsageError
+from hardway.paths import Paths, default_paths
+
+from . import require_root
+
+log = logging.getLogger("hardway")
+log.addHandler(logging.NullHandler())  # the terminal gets our own messages, never a duplicate
+log.propagate = False
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is a UsageError (one line, exit 2), never a traceback."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def setup_file_log(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    handler = logging.StreamHandler(os.fdopen(fd, "a", buffering=1))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+
+
+def cmd_install(args: argparse.Namespace, paths: Paths) -> int:
+    from hardway.apply.system import System
+    from hardway.ops.install import Options, install
+
+    require_root()
+    admins: dict[str, str | None] = {name: None for name in args.admin}
+    if args.admin_passwords_stdin:
+        try:
+            given = json.loads(sys.stdin.read() or "{}")
+        except ValueError:
+            raise UsageError("--admin-passwords-stdin: expected a JSON object "
+                             '{"name": "password"} on standard input') from None
+        if not isinstance(given, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in given.items()):
+            raise UsageError("--admin-passwords-stdin: expected a JSON object "
+                             '{"name": "password"} on standard input')
+        admins.update(given)
+    from hardway.settings import keytypes
+
+    for name in admins:
+        try:
+            keytypes.USERNAME.check(name)
+        except keytypes.BadValue as e:
+            raise UsageError(f"--admin {name!r}: {e}") from None
+    setup_file_log(paths.install_log)
+    log.info("hardway %s install: admins %s", __version__, sorted(admins))
+    install(paths, System(), Options(
+        admins=admins, wheelhouse=args.wheelhouse, traefik_binary=args.traefik_binary,
+        wait_timeout=args.timeout))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
+    from hardway.apply.system import System
+    from hardway.ops.install import HUB_UNIT, PROXY_UNIT, read_state
+
+    system = System()
+    state = read_state(paths)
+    for unit in (PROXY_UNIT, HUB_UNIT):
+        s = system.unit_state(unit)
+        print(f"{unit}: {s.get('ActiveState', '?')} ({s.get('SubState', '?')}), "
+              f"{s.get('UnitFileState', '?')}")
+    traefik = state.get("traefik")
+    if isinstance(traefik, dict):
+        print(f"traefik {traefik.get('version')}: from {traefik.get('source')}, "
+              f"sha256 {traefik.get('sha256')}")
+    print(f"settings: {paths.config_file}")
+    try:
+        from hardway.plugin.manager import Registry, load_settings, make_manager
+
+        settings = load_settings(paths, Registry(make_manager()))
+    except HardwayError as e:
+        print(f"settings are not valid: {e}")
+        return 0
+    from hardway.tls import status_line
+
+    print(status_line(settings))
+    return 0
+
+
+def cmd_lti(args: argparse.Namespace, paths: Paths) -> int:
+    from hardway_plugins.auth.lti import lms_instructions
+
+    from hardway.plugin.manager import Registry, load_settings, make_manager
+
+    print(lms_instructions(load_settings(paths, Registry(make_manager()))), end="")
+    return 0
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="hardway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"hardway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+
+    p = sub.add_parser("install", help="install or upgrade the hub (what bootstrap.py runs)")
+    p.add_argument("--admin", action="append", default=[], metavar="NAME",
+                   help="make NAME a hub admin (repeatable)")
+    p.add_argument("--admin-passwords-stdin", action="store_true",
+                   help='read {"name": "password"} JSON for admins from standard input')
+    p.add_argument("--wheelhouse", type=Path, help="install Python packages only from DIR")
+    p.add_argument("--traefik-binary", type=Path, help="use this Traefik binary")
+    p.add_argument("--timeout", type=float, default=180.0,
+                   help="seconds to wait for the hub to answer (default 180)")
+    p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("status", help="state of the services and where things come from")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("lti", help="what the LMS admin must paste (auth.type lti11/lti13)")
+    p.set_defaults(func=cmd_lti)
+
+    from .config import add_config_parser
+
+    add_config_parser(sub)
+    return parser
+
+
+def log_traceback(path: Path, argv: Sequence[str], exc: BaseException) -> None:
+    """Append ``exc``'s traceback to ``path`` (directory 0700, file 0600, both root's)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8", errors="replace") as f:
+        os.fchmod(fd, 0o600)
+        stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        # the command only: values on the command line may be secrets (config set)
+        command = " ".join(a for a in argv[:2] if not a.startswith("-"))
+        f.write(f"--- {stamp} hardway {__version__}: hardway {command}\n")
+        f.write("".join(traceback.format_exception(exc)))
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (the message's own lines joined)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    paths = default_paths()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args, paths) or 0)
+    except HardwayError as e:
+        print(f"hardway: error: {e}", file=sys.stderr)
+        log.error("%s", e)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("hardway: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        # a bug or a state hardway did not foresee: one line for the person, the
+        # traceback for whoever fixes it
+        log.exception("unexpected error")
+        try:
+            log_traceback(paths.cli_log, argv, e)
+            where = f"the traceback is in {paths.cli_log}"
+        except (OSError, ValueError) as log_error:
+            why = getattr(log_error, "strerror", None) or log_error
+            where = f"the traceback could not be written to {paths.cli_log} ({why})"
+        print(f"hardway: unexpected error: {one_line(e)}; {where}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,436 @@
+"""`hardway install`: idempotent steps that act only on a difference and say what changed.
+
+bootstrap.py hands over to this once the hub environment exists. Running it again with
+the same flags changes nothing and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import bcrypt
+
+from hardway.apply import pyenv
+from hardway.apply.files import apply_files, ensure_dir, lock_down, locked, write_atomic
+from hardway.apply.system import System
+from hardway.errors import HardwayError, ServiceFailed
+from hardway.paths import Paths
+from hardway.plugin.contract import Context, File, check_url, hub_url
+from hardway.plugin.manager import Registry, load_settings, make_manager
+from hardway.render import render_all
+from hardway.settings import Settings
+from hardway.settings.configfile import ConfigDoc
+
+log = logging.getLogger("hardway")
+
+HUB_UNIT = "jupyterhub.service"
+PROXY_UNIT = "jupyterhub-proxy.service"
+
+
+@dataclasses.dataclass
+class Options:
+    admins: dict[str, str | None]
+    wheelhouse: Path | None = None
+    traefik_binary: Path | None = None
+    wait_timeout: float = 180.0
+
+
+class Reporter:
+    """Numbered steps with elapsed seconds on the terminal; everything in the log."""
+
+    def __init__(self, total: int, out: Callable[[str], None] = print):
+        self.total = total
+        self.n = 0
+        self.out = out
+        self.start = time.monotonic()
+        self.changed: list[str] = []
+
+    def step(self, title: str, fn: Callable[[], list[str]]) -> list[str]:
+        self.n += 1
+        t0 = time.monotonic()
+        self.out(f"[{self.n}/{self.total}] {title} ...")
+        log.info("step %d/%d: %s", self.n, self.total, title)
+        changes = fn() or []
+        took = time.monotonic() - t0
+        for c in changes:
+            self.out(f"      {c}")
+            log.info("  changed: %s", c)
+        self.out(f"      {'done' if changes else 'unchanged'} ({took:.1f} s, "
+                 f"{time.monotonic() - self.start:.1f} s in all)")
+        self.changed.extend(changes)
+        return changes
+
+
+def read_secret(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def ensure_secret(path: Path, make: Callable[[], str]) -> list[str]:
+    if path.is_file() and path.read_text().strip():
+        if (path.stat().st_mode & 0o077) != 0:
+            os.chmod(path, 0o600)
+            return [f"made {path} root-only"]
+        return []
+    write_atomic(path, (make() + "\n").encode(), 0o600, 0, 0)
+    return [f"generated {path}"]
+
+
+#: Traefik checks the API password on *every* API request, and the hub makes two per
+#: route it adds. At bcrypt's default cost (12) each check took ~0.3 s of CPU here, which
+#: alone made a route take ~1 s to confirm and starved 20 simultaneous spawns. The
+#: password is 32 random bytes and the API listens on loopback only: a slow hash buys
+#: no safety there, so the cheapest bcrypt cost is used.
+API_HASH_ROUNDS = 4
+API_HASH_PREFIX = b"$2b$04$"
+
+
+def secrets_step(paths: Paths) -> list[str]:
+    changes = ensure_dir(paths.secrets, 0o700)
+    changes += ensure_secret(paths.secrets / "jupyterhub_cookie_secret",
+                             lambda: secrets.token_hex(32))
+    pw_file = paths.secrets / "proxy_api_password"
+    hash_file = paths.secrets / "proxy_api_password.bcrypt"
+    changes += ensure_secret(pw_file, lambda: secrets.token_urlsafe(32))
+    password = read_secret(pw_file).encode()
+    current = hash_file.read_bytes().strip() if hash_file.is_file() else b""
+    if not current.startswith(API_HASH_PREFIX) or not bcrypt.checkpw(password, current):
+        hashed = bcrypt.hashpw(password, bcrypt.gensalt(API_HASH_ROUNDS)).decode()
+        write_atomic(hash_file, (hashed + "\n").encode(), 0o600, 0, 0)
+        changes.append(f"hashed the proxy API password into {hash_file}")
+    return changes
+
+
+def public_secrets(paths: Paths) -> dict[str, str]:
+    """The derived values rendering needs (never a password itself)."""
+    return {"proxy_api_hash": read_secret(paths.secrets / "proxy_api_password.bcrypt")}
+
+
+def directories_step(paths: Paths) -> list[str]:
+    changes = []
+    changes += ensure_dir(paths.etc, 0o700)
+    changes += ensure_dir(paths.config_d, 0o700)
+    # others may pass through to the proxy's files, never list or read the rest
+    changes += ensure_dir(paths.state, 0o711)
+    changes += ensure_dir(paths.hub_dir, 0o700)
+    changes += ensure_dir(paths.log_dir, 0o700)
+    return changes
+
+
+def settings_step(paths: Paths, admins: dict[str, str | None]) -> list[str]:
+    """Create config.yaml if missing; add --admin names to users.admin."""
+    with locked(paths.lock_file):
+        doc = ConfigDoc(paths.config_file)
+        current = list(doc.get("users.admin") or [])
+        missing = [a for a in admins if a not in current]
+        if missing:
+            doc.set("users.admin", current + missing)
+        text = doc.dumps()
+        if paths.config_file.is_file() and text == doc.original:
+            if paths.config_file.stat().st_mode & 0o077:
+                os.chmod(paths.config_file, 0o600)
+                return [f"made {paths.config_file} root-only"]
+            return []
+        write_atomic(paths.config_file, text.encode(), 0o600, 0, 0)
+        changes = [f"wrote {paths.config_file}"]
+        if missing:
+            changes.append(f"admins added: {', '.join(missing)}")
+        return changes
+
+
+#: bump when lock_down's rules change, so existing installs are walked once more
+LOCKDOWN_VERSION = 1
+
+
+def permissions_step(paths: Paths, state: dict[str, object], envs_changed: bool) -> list[str]:
+    """Nothing hardway keeps for root may be writable by users (environments, caches,
+    lock files, state): walked after any environment changed, and once per install that
+    predates these rules."""
+    changes = ensure_dir(paths.cache, 0o700)
+    if envs_changed or state.get("locked_down") != LOCKDOWN_VERSION:
+        for tree in (paths.prefix, paths.cache):
+            changes += lock_down(tree)
+        for tree in (paths.state, paths.etc):  # hardway's own lock file lives here: kept
+            changes += lock_down(tree, drop=())
+        state["locked_down"] = LOCKDOWN_VERSION
+    return changes
+
+
+def apt_step(system: System, packages: list[str]) -> list[str]:
+    if not packages:
+        return []
+    proc = system.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *packages],
+                      check=False)
+    installed = {line.split()[0] for line in (proc.stdout or "").splitlines()
+                 if line.endswith(" installed")}
+    missing = [p for p in packages if p not in installed]
+    if not missing:
+        return []
+    env = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_MODE": "a"}
+    system.run(["apt-get", "update", "-q"], env=env, timeout=600)
+    system.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
+                *missing], env=env, timeout=1800)
+    return [f"apt installed {', '.join(missing)}"]
+
+
+def uv_path() -> str:
+    import shutil
+    import sys
+
+    candidate = Path(sys.executable).parent / "uv"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("uv")
+    if found is None:
+        raise HardwayError("uv is not installed in the hub environment; run bootstrap.py again")
+    return found
+
+
+def hub_version() -> str:
+    from importlib.metadata import version
+
+    return version("jupyterhub")
+
+
+def collect(registry: Registry, settings: Settings, what: str) -> list[str]:
+    """Merged package lists from the chosen plugins and every plugin's hook."""
+    items: list[str] = []
+    for choice in registry.selected(settings).values():
+        items.extend(getattr(choice, f"{what}_packages")(settings))
+    for result in getattr(registry.pm.hook, f"hardway_{what}_packages")(settings=settings):
+        items.extend(result or [])
+    return sorted(dict.fromkeys(items))
+
+
+def post_install_step(registry: Registry, settings: Settings, ctx: Context) -> list[str]:
+    """The chosen plugins' post_install, then every plugin's hardway_post_install hook."""
+    changes = [c for choice in registry.selected(settings).values()
+               for c in choice.post_install(settings, ctx)]
+    registry.pm.hook.hardway_post_install(settings=settings, ctx=ctx)
+    return changes
+
+
+def hub_env_fingerprint() -> str:
+    """Changes whenever a package in the hub environment changes, hardway's code included
+    (its RECORD lists a hash of every file): the hub must then restart to load it."""
+    import hashlib
+    from importlib import metadata
+
+    h = hashlib.sha256()
+    for dist in sorted(metadata.distributions(), key=lambda d: d.metadata["Name"] or ""):
+        h.update(f"{dist.metadata['Name']}=={dist.version}\n".encode())
+        if (dist.metadata["Name"] or "").lower() == "hardway":
+            h.update((dist.read_text("RECORD") or "").encode())
+    return h.hexdigest()
+
+
+def user_env(paths: Paths, registry: Registry, settings: Settings) -> pyenv.Env:
+    reqs = ["jupyterlab", "notebook", "ipykernel", f"jupyterhub=={hub_version()}",
+            *settings["user_environment.packages"], *collect(registry, settings, "user")]
+    return pyenv.Env(paths.user_venv, sorted(dict.fromkeys(reqs)), pyenv.pins_file("user"),
+                     compile_bytecode=True, excludes=pyenv.pins_file("user-excludes"))
+
+
+def hub_env(paths: Paths, registry: Registry, settings: Settings) -> pyenv.Env:
+    return pyenv.Env(paths.hub_venv, collect(registry, settings, "hub"),
+                     pyenv.pins_file("hub"), compile_bytecode=True, rebuild=False)
+
+
+def restart_plan(changed: list[tuple[File, str]], extra_hub: bool = False,
+                 extra_proxy: bool = False) -> tuple[bool, set[str]]:
+    """(daemon-reload needed, units to restart) for a set of changed files."""
+    reload_units = any(f.path.suffix == ".service" for f, _ in changed)
+    restart = set()
+    for f, _ in changed:
+        if f.component == "hub":
+            restart.add(HUB_UNIT)
+        elif f.component == "proxy":
+            restart.add(PROXY_UNIT)
+        elif f.component.endswith(".service"):
+            restart.add(f.component)
+    if extra_hub:
+        restart.add(HUB_UNIT)
+    if extra_proxy:
+        restart.add(PROXY_UNIT)
+    return reload_units, restart
+
+
+def service_units(files: list[File]) -> list[str]:
+    """Units of the hardway services the rendered files belong to, in start order: the
+    helpers (confinement, ...) first, then the proxy, then the hub."""
+    helpers = sorted({f.component for f in files if f.component.endswith(".service")})
+    return [*helpers, PROXY_UNIT, HUB_UNIT]
+
+
+def restart_verb(unit: str) -> str:
+    """The proxy and the hub restart; a helper (a oneshot that loads rules) reloads."""
+    return "restart" if unit in (PROXY_UNIT, HUB_UNIT) else "reload-or-restart"
+
+
+def services_step(system: System, daemon_reload: bool, restart: set[str],
+                  units: list[str] | None = None) -> list[str]:
+    changes = []
+    if daemon_reload:
+        system.systemctl("daemon-reload")
+    for unit in units or [PROXY_UNIT, HUB_UNIT]:
+        state = system.unit_state(unit)
+        if state.get("UnitFileState") != "enabled":
+            system.systemctl("enable", unit)
+            changes.append(f"enabled {unit}")
+        if state.get("ActiveState") != "active":
+            system.systemctl("start", unit)
+            changes.append(f"started {unit}")
+        elif unit in restart:
+            system.systemctl(restart_verb(unit), unit)
+            changes.append(f"restarted {unit}")
+    return changes
+
+
+def wait_for_hub(system: System, settings: Settings, timeout: float) -> float:
+    """Wait until the hub answers through the proxy; on failure show the failing unit.
+
+    A unit that fails, or that systemd restarts (Restart=always) while we wait, has
+    failed: say so at once instead of waiting out the timeout.
+    """
+    url = check_url(settings) + "hub/api/"
+    # the certificate may not be issued yet (ACME) or be self-signed: this checks that the
+    # hub answers through the proxy, not who signed the certificate
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    t0 = time.monotonic()
+    last = ""
+    restarts = {u: system.unit_state(u).get("NRestarts") for u in (PROXY_UNIT, HUB_UNIT)}
+    while time.monotonic() - t0 < timeout:
+        try:
+            with urllib.request.urlopen(url, timeout=5, context=insecure) as resp:
+                if resp.status == 200 and b"version" in resp.read():
+                    return time.monotonic() - t0
+        except urllib.error.HTTPError as e:
+            last = f"HTTP {e.code}"
+        except (urllib.error.URLError, OSError) as e:
+            last = str(getattr(e, "reason", e))
+        for unit in (PROXY_UNIT, HUB_UNIT):
+            state = system.unit_state(unit)
+            if state.get("ActiveState") == "failed" or state.get("NRestarts") != restarts[unit]:
+                raise ServiceFailed(f"{unit} failed to start. Its last log lines:\n"
+                                    + system.journal_tail(unit))
+        time.sleep(0.5)
+    raise ServiceFailed(
+        f"the hub did not answer at {url} within {timeout:.0f} s (last: {last}).\n"
+        f"Last log lines of {HUB_UNIT} and {PROXY_UNIT}:\n"
+        + system.journal_tail(HUB_UNIT, PROXY_UNIT, lines=40))
+
+
+def cli_link_step(paths: Paths) -> list[str]:
+    target = paths.hub_venv / "bin" / "hardway"
+    link = paths.cli_link
+    if link.is_symlink() and os.readlink(link) == str(target):
+        return []
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(".hardway.new")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+    return [f"linked {link} -> {target}"]
+
+
+def read_state(paths: Paths) -> dict[str, object]:
+    try:
+        return json.loads(paths.install_state.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def install(paths: Paths, system: System, options: Options,
+            out: Callable[[str], None] = print) -> list[str]:
+    """Run every step; returns the list of changes (empty: nothing to do)."""
+    rep = Reporter(13, out)
+    registry = Registry(make_manager())
+    rep.step("directories", lambda: directories_step(paths))
+    rep.step("settings", lambda: settings_step(paths, options.admins))
+    settings = load_settings(paths, registry)
+    rep.step("secrets", lambda: secrets_step(paths))
+    rep.step("system packages", lambda: apt_step(system, collect(registry, settings, "apt")))
+    hub_changes = rep.step("hub environment", lambda: hub_env(paths, registry, settings).ensure(
+        system, uv_path(), options.wheelhouse))
+    user_changes = rep.step("user environment", lambda: user_env(
+        paths, registry, settings).ensure(system, uv_path(), options.wheelhouse))
+    ctx = Context(paths, public_secrets(paths), system,
+                  admin_passwords={k: v for k, v in options.admins.items() if v},
+                  pm=registry.pm, traefik_local=options.traefik_binary,
+                  memory_total=system.memory_total())
+    old_state = read_state(paths)
+    ctx.state.update(old_state)
+    ctx.state["hub_env"] = hub_env_fingerprint()
+    rep.step("permissions", lambda: permissions_step(
+        paths, ctx.state, bool(hub_changes or user_changes)))
+    proxy_changes = rep.step("proxy and spawner prerequisites", lambda: [
+        c for choice in registry.selected(settings).values()
+        for c in choice.install(settings, ctx)])
+    files_changed: list[tuple[File, str]] = []
+    units: list[str] = []
+
+    def files_step() -> list[str]:
+        from hardway.ops.checks import check_rendered
+
+        files = render_all(settings, registry, ctx)
+        units.extend(service_units(files))
+        check_rendered([f for f, _ in apply_files(files, system, dry_run=True)], paths)
+        files_changed.extend(apply_files(files, system))
+        return [f"wrote {f.path} ({why})" for f, why in files_changed]
+
+    rep.step("configuration files", files_step)
+    rep.step("post-install", lambda: post_install_step(registry, settings, ctx))
+    try:
+        if ctx.state != old_state:
+            write_atomic(paths.install_state,
+                         (json.dumps(ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+        traefik_changed = any("Traefik" in c or "restart the proxy" in c for c in proxy_changes)
+        hub_code_changed = old_state.get("hub_env") != ctx.state["hub_env"]
+        if hub_code_changed and old_state:
+            rep.changed.append("the hub environment changed: the hub restarts to load it")
+        daemon_reload, restart = restart_plan(files_changed,
+                                              extra_hub=bool(hub_changes) or hub_code_changed,
+                                              extra_proxy=traefik_changed)
+        rep.step("services", lambda: services_step(system, daemon_reload, restart, units))
+
+        def check() -> list[str]:
+            took = wait_for_hub(system, settings, options.wait_timeout)
+            out(f"      the hub answers through the proxy at {hub_url(settings)} "
+                f"(waited {took:.1f} s)")
+            return []
+
+        rep.step("check", check)
+        rep.step("command line", lambda: cli_link_step(paths))
+        for note in ctx.notes:
+            out(f"note: {note}")
+            log.info("note: %s", note)
+        if rep.changed:
+            out(f"hardway: install finished in {time.monotonic() - rep.start:.1f} s; "
+                f"{len(rep.changed)} change(s).")
+        else:
+            out(f"hardway: nothing to change; everything was already in place "
+                f"({time.monotonic() - rep.start:.1f} s).")
+        out(f"The hub: {hub_url(settings)}   settings: {paths.config_file}   "
+            f"logs: journalctl -u jupyterhub -u jupyterhub-proxy")
+    except BaseException:
+        # a password generated above is stored already: show it even when a later step
+        # fails, or the admin could never learn it
+        for line in ctx.terminal_only:
+            out(line)
+        raise
+    for line in ctx.terminal_only:  # never logged: shown once, here
+        out(line)
+    return rep.changed

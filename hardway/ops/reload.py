@@ -1,0 +1,201 @@
+"""`hardway config reload`: render, validate, write only differences, restart only what
+changed, and roll back to the previous files when a service does not come back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hardway import tls
+from hardway.apply.files import apply_files, locked, write_atomic
+from hardway.apply.system import System
+from hardway.errors import ServiceFailed
+from hardway.paths import Paths
+from hardway.plugin.contract import Context, File
+from hardway.plugin.manager import Registry, load_settings, make_manager
+from hardway.render import render_all
+from hardway.settings import Settings
+
+from .checks import check_rendered
+from .install import (
+    HUB_UNIT,
+    PROXY_UNIT,
+    hub_env,
+    public_secrets,
+    read_state,
+    restart_plan,
+    restart_verb,
+    user_env,
+    uv_path,
+    wait_for_hub,
+)
+
+UNIT_OF = {"hub": HUB_UNIT, "proxy": PROXY_UNIT}
+
+
+@dataclasses.dataclass
+class Outcome:
+    changed: list[tuple[File, str]]
+    restarted: list[str]
+    installed: list[str]
+
+
+def reload(paths: Paths, system: System, force: set[str] | None = None,
+           dry_run: bool = False, out: Callable[[str], None] = print,
+           timeout: float = 120, acme_wait: float = 90) -> Outcome:
+    force = force or set()
+    with locked(paths.lock_file):
+        registry = Registry(make_manager())
+        settings = load_settings(paths, registry)
+        ctx = Context(paths, public_secrets(paths), system, pm=registry.pm,
+                      memory_total=system.memory_total())
+        if dry_run:
+            files = render_all(settings, registry, ctx)
+            changed = apply_files(files, system, dry_run=True)
+            for f, why in changed:
+                out(f"would change {f.path} ({why})")
+            missing = [e.path.name for e in env_specs(paths, registry, settings)
+                       if not e.is_current()]
+            if missing:
+                out(f"would install packages into: {', '.join(missing)} (the hub config is "
+                    "checked once they are there)")
+            else:
+                check_rendered([f for f, _ in changed], paths)
+            reload_units, restart = restart_plan(changed)
+            restart |= {UNIT_OF[c] for c in force}
+            out("would restart: " + (", ".join(sorted(restart)) or "nothing"))
+            return Outcome(changed, sorted(restart), [])
+        # packages and prerequisites first: the check below imports the chosen classes.
+        # The running hub does not load new packages until it restarts.
+        installed = environments(paths, system, registry, settings)
+        old_state = read_state(paths)
+        ctx.state.update(old_state)
+        installed += [c for choice in registry.selected(settings).values()
+                      for c in choice.install(settings, ctx)]
+        if ctx.state != old_state:
+            write_atomic(paths.install_state,
+                         (json.dumps(ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+        for line in installed:
+            out(line)
+        files = render_all(settings, registry, ctx)
+        changed = apply_files(files, system, dry_run=True)
+        check_rendered([f for f, _ in changed], paths)  # unchanged files were checked before
+        for f, why in changed:
+            out(f"changing {f.path} ({why})")
+        previous = {f.path: (f.path.read_bytes() if f.path.exists() else None)
+                    for f, _ in changed}
+        apply_files([f for f, _ in changed], system)
+        reload_units, restart = restart_plan(
+            changed, extra_hub=any("hub environment" in i for i in installed),
+            extra_proxy=any("restart the proxy" in i for i in installed))
+        restart |= {UNIT_OF[c] for c in force}
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            restarted = restart_units(system, reload_units, restart, settings, timeout)
+        except ServiceFailed as e:
+            rollback(system, previous, changed, reload_units, restart)
+            try:
+                wait_for_hub(system, settings, timeout)
+                back = "the hub answers again"
+            except ServiceFailed:
+                back = "the hub still does not answer: see journalctl -u jupyterhub"
+            raise ServiceFailed(
+                f"{e}\nhardway put the previous files back and restarted "
+                f"{', '.join(sorted(restart))} with them: {back}. Your change is still in "
+                f"{paths.config_file}: fix or unset it, then reload again.") from None
+        if not changed and not restarted:
+            out("hardway: nothing changed; nothing restarted.")
+        else:
+            out("restarted: " + (", ".join(restarted) or "nothing (no restart needed)"))
+        if PROXY_UNIT in restarted and tls.source(settings) == "acme":
+            out(acme_outcome(system, settings, since, acme_wait))
+        return Outcome(changed, restarted, installed)
+
+
+#: what Traefik logs when an ACME order fails (the account, a challenge, the CA)
+ACME_FAILURE = re.compile(r"Unable to obtain ACME certificate|Cannot retrieve the ACME "
+                          r"challenge|The ACME resolver .* is skipped|unable to get ACME account")
+
+
+def acme_outcome(system: System, settings: Settings, since: str, wait: float) -> str:
+    """After the proxy restarted with an ACME resolver: wait until the CA's certificate is
+    served, or until Traefik logs why it is not, and say which. The hub already answers
+    either way (Traefik serves a placeholder meanwhile), so this never fails the reload."""
+    domains = settings["https.letsencrypt.domains"]
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            s = tls.served(settings["https.port"], tls.server_name(settings))
+            if not s.placeholder and domains[0] in s.names:
+                return f"https: certificate from the ACME CA: {s.describe()}"
+        except OSError:
+            pass
+        log = system.run(["journalctl", "--no-pager", "-o", "cat", "-u", PROXY_UNIT,
+                          "--since", since], check=False).stdout or ""
+        errors = [ln.strip() for ln in log.splitlines() if ACME_FAILURE.search(ln)]
+        if errors:
+            return (f"warning: the ACME CA gave no certificate for {', '.join(domains)}; "
+                    f"Traefik says:\n  {errors[-1][:600]}\nUntil this is fixed HTTPS "
+                    "serves Traefik's self-signed placeholder. Usual causes: a name that "
+                    "does not resolve to this server, port 80 (http-01) or 443 "
+                    "(tls-alpn-01) closed to the CA, a wrong EAB key. "
+                    "Watch: journalctl -u jupyterhub-proxy -f")
+        if time.monotonic() > deadline:
+            return (f"warning: no certificate from the ACME CA for {', '.join(domains)} "
+                    f"after {wait:.0f} s (still trying); watch: journalctl -u "
+                    "jupyterhub-proxy -f, then `hardway status`")
+        time.sleep(0.5)
+
+
+def env_specs(paths: Paths, registry: Registry, settings: Settings) -> list[Any]:
+    return [hub_env(paths, registry, settings), user_env(paths, registry, settings)]
+
+
+def environments(paths: Paths, system: System, registry: Registry,
+                 settings: Settings) -> list[str]:
+    lines = []
+    for label, env in zip(("hub environment", "user environment"),
+                          env_specs(paths, registry, settings), strict=True):
+        if not env.is_current():
+            lines += [f"{label}: {c}" for c in env.ensure(system, uv_path())]
+    return lines
+
+
+def restart_units(system: System, reload_units: bool, restart: set[str], settings: Settings,
+                  timeout: float) -> list[str]:
+    if reload_units:
+        system.systemctl("daemon-reload")
+    done = []
+    # helpers first, then the proxy: the hub needs the proxy up
+    helpers = sorted(restart - {PROXY_UNIT, HUB_UNIT})
+    for unit in (*helpers, PROXY_UNIT, HUB_UNIT):
+        if unit in restart:
+            if unit in helpers and system.unit_state(unit).get("UnitFileState") != "enabled":
+                system.systemctl("enable", unit)  # new with this reload (a new spawner)
+            system.systemctl(restart_verb(unit), unit)
+            done.append(unit)
+    if {PROXY_UNIT, HUB_UNIT} & set(done):
+        wait_for_hub(system, settings, timeout)
+    return done
+
+
+def rollback(system: System, previous: dict[Path, bytes | None],
+             changed: list[tuple[File, str]], reload_units: bool, restart: set[str]) -> None:
+    for f, _ in changed:
+        old = previous[f.path]
+        if old is None:
+            f.path.unlink(missing_ok=True)
+        else:
+            uid, gid = system.ids(f.owner, f.group)
+            write_atomic(f.path, old, f.mode, uid, gid)
+    if reload_units:
+        system.systemctl("daemon-reload", check=False)
+    for unit in (*sorted(restart - {PROXY_UNIT, HUB_UNIT}), PROXY_UNIT, HUB_UNIT):
+        if unit in restart:
+            system.systemctl(restart_verb(unit), unit, check=False)
+

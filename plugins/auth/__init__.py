@@ -1,0 +1,1 @@
+"""Built-in authenticators (``auth.type``): each module is an ordinary plugin."""

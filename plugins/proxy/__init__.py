@@ -1,0 +1,1 @@
+"""Built-in proxies (``proxy.type``): each module is an ordinary plugin."""

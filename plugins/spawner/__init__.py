@@ -1,0 +1,1 @@
+"""Built-in spawners (``spawner.type``): each module is an ordinary plugin."""
