@@ -13,7 +13,7 @@ from typing import Any
 from . import tls
 from . import transaction as txn
 from .apply import apply_files, locked, write_atomic
-from .checks import check_rendered
+from .checks import check_rendered, check_traefik
 from .choices import Context, File
 from .errors import HardwayError, ServiceFailed
 from .installer import (
@@ -81,8 +81,17 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
             restart |= txn.to_restart(plan, code) | {UNIT_OF[c] for c in force}
             out("would restart: " + (", ".join(sorted(restart)) or "nothing"))
             return Outcome(changed, sorted(restart), [])
-        # packages and prerequisites first: the check below imports the chosen classes.
-        # The running hub does not load new packages until it restarts.
+        # the whole rendered set is checked before any side effect (packages, users,
+        # files); when packages are missing, the hub config (which imports the chosen
+        # classes) is checked again once they are there. The running hub does not load
+        # new packages until it restarts.
+        preview = [f for f, _ in apply_files(render_all(settings, registry, ctx), system,
+                                              dry_run=True)]
+        checked = all(e.is_current() for e in env_specs(paths, registry, settings))
+        if checked:
+            check_rendered(preview, paths)
+        else:
+            check_traefik(preview)
         installed = environments(paths, system, registry, settings)
         old_state = read_state(paths)
         ctx.state.update(old_state)
@@ -92,7 +101,8 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
             out(line)
         files = render_all(settings, registry, ctx)
         changed = apply_files(files, system, dry_run=True)
-        check_rendered([f for f, _ in changed], paths)  # unchanged files were checked before
+        if installed or not checked:  # unchanged files were checked before
+            check_rendered([f for f, _ in changed], paths)
         code_before = {HUB_UNIT: str(old_state.get("hub_env") or hub_env_fingerprint())}
         plan = txn.plan(files, changed, paths.manifest, paths.running, code_before)
         for f, why in changed:
