@@ -15,7 +15,7 @@ from . import transaction as txn
 from .apply import apply_files, locked, write_atomic
 from .checks import check_rendered, check_traefik
 from .choices import Context, File
-from .errors import HardwayError, ServiceFailed
+from .errors import ConfigError, HardwayError, ServiceFailed
 from .installer import (
     HUB_UNIT,
     PROXY_UNIT,
@@ -102,7 +102,13 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         files = render_all(settings, registry, ctx)
         changed = apply_files(files, system, dry_run=True)
         if installed or not checked:  # unchanged files were checked before
-            check_rendered([f for f, _ in changed], paths)
+            try:
+                check_rendered([f for f, _ in changed], paths)
+            except ConfigError as e:
+                if installed:
+                    raise ConfigError(f"{e}\n(packages were installed before this check: "
+                                      f"{'; '.join(installed)}; no file was changed)") from None
+                raise
         code_before = {HUB_UNIT: str(old_state.get("hub_env") or hub_env_fingerprint())}
         plan = txn.plan(files, changed, paths.manifest, paths.running, code_before)
         for f, why in changed:
