@@ -123,6 +123,21 @@ class Paths:
         return self.state / "install-state.json"
 
     @property
+    def pending_change(self) -> Path:
+        """The record of a change under way (see hardway.apply.transaction)."""
+        return self.state / "pending-change.json"
+
+    @property
+    def manifest(self) -> Path:
+        """Every file hardway rendered last, with the component that reads it."""
+        return self.state / "manifest.json"
+
+    @property
+    def running(self) -> Path:
+        """Per service, a digest of the files and code it was last started with."""
+        return self.state / "running.json"
+
+    @property
     def firstuse_db(self) -> Path:
         return self.state / "firstuse" / "passwords.dbm"
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import fill
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -300,34 +301,6 @@ def test_http_address_is_an_ip_address(root, capsys):
 
 
 # ------------------------------------------------------------------ a full disk
-
-
-@pytest.fixture
-def small_fs(tmp_path):
-    """A 64 KiB tmpfs (root only), unmounted afterwards whatever happens."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs",
-                           str(mnt)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=True)
-
-
-def fill(directory: Path) -> None:
-    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError as e:
-        assert e.errno == 28  # ENOSPC
-    finally:
-        os.close(fd)
 
 
 def test_a_full_disk_gets_one_line_and_leaves_config_yaml_as_it_was(

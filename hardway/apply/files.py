@@ -7,7 +7,7 @@ import fcntl
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from hardway import tls
@@ -122,16 +122,49 @@ def apply_files(files: Iterable[File], system: System | None,
     return changed
 
 
+_held: dict[str, int] = {}
+
+
 @contextlib.contextmanager
-def locked(lock_file: Path) -> Iterator[None]:
-    """An exclusive lock shared by every process that writes hardway's files."""
+def locked(lock_file: Path, what: str = "", say: Callable[[str], None] | None = None
+           ) -> Iterator[None]:
+    """An exclusive lock shared by every process that writes hardway's files, held from
+    a command's first read to its last restart. Re-entrant within one process. With
+    ``what`` (the command), the holder is written into the lock file, and a second
+    command says whom it waits for (through ``say``) before it waits."""
+    key = str(lock_file)
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if say is not None:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                say(f"hardway: waiting for {holder or 'another hardway command'} to finish "
+                    "(one writing command at a time) ...")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        if what:
+            with contextlib.suppress(OSError):  # who holds it: best effort (a full disk)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"`hardway {what}` (pid {os.getpid()})\n".encode(), 0)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            _held[key] = 0
+            if what:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 

@@ -112,7 +112,8 @@ def _edit(paths: Paths, key_names: list[str], change: Any, dry_run: bool) -> int
     with contextlib.ExitStack() as stack:
         try:
             paths.etc.mkdir(mode=0o700, parents=True, exist_ok=True)
-            stack.enter_context(locked(paths.lock_file))
+            stack.enter_context(locked(paths.lock_file, "" if dry_run else "config edit",
+                                       print))
         except OSError as e:
             hint = " (run it as root: sudo hardway ...)" if isinstance(e, PermissionError) else ""
             raise FileWriteError(f"cannot lock {paths.lock_file} to change "

@@ -7,6 +7,7 @@ import datetime
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -66,9 +67,13 @@ def cmd_install(args: argparse.Namespace, paths: Paths) -> int:
             raise UsageError(f"--admin {name!r}: {e}") from None
     setup_file_log(paths.install_log)
     log.info("hardway %s install: admins %s", __version__, sorted(admins))
-    install(paths, System(), Options(
-        admins=admins, wheelhouse=args.wheelhouse, traefik_binary=args.traefik_binary,
-        wait_timeout=args.timeout))
+    from hardway.apply.files import locked
+
+    # one writing command at a time, from the first step to the last restart
+    with locked(paths.lock_file, "install", print):
+        install(paths, System(), Options(
+            admins=admins, wheelhouse=args.wheelhouse, traefik_binary=args.traefik_binary,
+            wait_timeout=args.timeout))
     return 0
 
 
@@ -156,11 +161,33 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def interrupted(signum: int, frame: object) -> None:
+    """SIGTERM and SIGHUP (a closed SSH session) end a command like Ctrl-C does: through
+    the code that puts back what a half-done change wrote."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def finish_interrupted(args: argparse.Namespace, paths: Paths) -> None:
+    """Before any other command: finish (or undo) a change a killed command left.
+    `install` and `config reload` do this themselves as part of their work."""
+    if os.geteuid() != 0 or not paths.pending_change.exists():
+        return
+    if args.command == "install" or getattr(args, "verb", None) == "reload":
+        return
+    from hardway.apply.system import System
+    from hardway.ops.reload import reload
+
+    reload(paths, System())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     paths = default_paths()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, interrupted)
+        finish_interrupted(args, paths)
         return int(args.func(args, paths) or 0)
     except HardwayError as e:
         print(f"hardway: error: {e}", file=sys.stderr)

@@ -48,12 +48,16 @@ def traefik_problems(files: list[File]) -> list[str]:
     return problems
 
 
-def check_rendered(files: list[File], paths: Paths) -> None:
-    """Validate the rendered Traefik and hub configs, before anything moves."""
+def check_traefik(files: list[File]) -> None:
     problems = traefik_problems(files)
     if problems:
         raise ConfigError("the settings render a Traefik configuration it would refuse; "
                           "nothing was changed or restarted:\n  " + "\n  ".join(problems))
+
+
+def check_rendered(files: list[File], paths: Paths) -> None:
+    """Validate the rendered Traefik and hub configs, before anything moves."""
+    check_traefik(files)
     hub_json = next((f for f in files if f.path == paths.hub_json), None)
     if hub_json is None:
         return

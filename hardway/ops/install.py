@@ -21,6 +21,7 @@ from pathlib import Path
 import bcrypt
 
 from hardway.apply import pyenv
+from hardway.apply import transaction as txn
 from hardway.apply.files import apply_files, ensure_dir, lock_down, locked, write_atomic
 from hardway.apply.system import System
 from hardway.errors import HardwayError, ServiceFailed
@@ -332,6 +333,35 @@ def wait_for_hub(system: System, settings: Settings, timeout: float) -> float:
         + system.journal_tail(HUB_UNIT, PROXY_UNIT, lines=40))
 
 
+def undo(paths: Paths, system: System, record: txn.Pending, restart: set[str],
+         settings: Settings, timeout: float) -> str:
+    """Put the recorded files back and restart what may have run the new ones; clear the
+    record when that is done. Says where the hub stands."""
+    restored = txn.restore(record)
+    owned = txn.read_json(paths.manifest)
+    units = set(restart)
+    for line in restored:
+        for name, component in owned.items():
+            unit = txn.unit_of(component)
+            if unit and name in line:
+                units.add(unit)
+    if any(name.endswith(".service") for name in record.saved):
+        system.systemctl("daemon-reload", check=False)
+    for unit in (*sorted(units - {PROXY_UNIT, HUB_UNIT}), PROXY_UNIT, HUB_UNIT):
+        if unit in units:
+            system.systemctl(restart_verb(unit), unit, check=False)
+    try:
+        wait_for_hub(system, settings, timeout)
+        back = "the hub answers again with the previous files"
+    except ServiceFailed:
+        back = "the hub still does not answer: see journalctl -u jupyterhub"
+    if units:
+        txn.record_running(paths.running, owned,
+                           {HUB_UNIT: str(read_state(paths).get("hub_env") or "")})
+    txn.clear(paths.pending_change)
+    return back
+
+
 def cli_link_step(paths: Paths) -> list[str]:
     target = paths.hub_venv / "bin" / "hardway"
     link = paths.cli_link
@@ -381,15 +411,30 @@ def install(paths: Paths, system: System, options: Options,
         for c in choice.install(settings, ctx)])
     files_changed: list[tuple[File, str]] = []
     units: list[str] = []
+    pending = txn.load_pending(paths.pending_change)
+    if pending:
+        out(f"      {pending.describe()} was interrupted: this install finishes it")
+    code_before = {HUB_UNIT: str(old_state.get("hub_env") or ctx.state["hub_env"])}
+    plans: list[txn.Plan] = []
+    records: list[txn.Pending] = []
 
     def files_step() -> list[str]:
         from hardway.ops.checks import check_rendered
 
         files = render_all(settings, registry, ctx)
         units.extend(service_units(files))
-        check_rendered([f for f, _ in apply_files(files, system, dry_run=True)], paths)
-        files_changed.extend(apply_files(files, system))
-        return [f"wrote {f.path} ({why})" for f, why in files_changed]
+        changed = apply_files(files, system, dry_run=True)
+        check_rendered([f for f, _ in changed], paths)
+        plan = txn.plan(files, changed, paths.manifest, paths.running, code_before)
+        plans.append(plan)
+        records.append(txn.begin(paths.pending_change, "install", plan.touched(), pending))
+        for unit in plan.dropped_units:
+            system.systemctl("disable", "--now", unit, check=False)
+        txn.commit([f for f, _ in changed], plan.removed,
+                   {f.path: system.ids(f.owner, f.group) for f, _ in changed})
+        files_changed.extend(changed)
+        return ([f"wrote {f.path} ({why})" for f, why in changed]
+                + [f"removed {p} (no longer rendered)" for p in plan.removed])
 
     rep.step("configuration files", files_step)
     rep.step("post-install", lambda: post_install_step(registry, settings, ctx))
@@ -401,18 +446,36 @@ def install(paths: Paths, system: System, options: Options,
         hub_code_changed = old_state.get("hub_env") != ctx.state["hub_env"]
         if hub_code_changed and old_state:
             rep.changed.append("the hub environment changed: the hub restarts to load it")
-        daemon_reload, restart = restart_plan(files_changed,
-                                              extra_hub=bool(hub_changes) or hub_code_changed,
-                                              extra_proxy=traefik_changed)
-        rep.step("services", lambda: services_step(system, daemon_reload, restart, units))
+        plan = plans[0]
+        code = {HUB_UNIT: str(ctx.state["hub_env"])}
+        restart = txn.to_restart(plan, code)
+        if hub_changes:
+            restart.add(HUB_UNIT)
+        if traefik_changed:
+            restart.add(PROXY_UNIT)
+        daemon_reload = plan.unit_files_changed() or bool(plan.dropped_units)
 
         def check() -> list[str]:
             took = wait_for_hub(system, settings, options.wait_timeout)
             out(f"      the hub answers through the proxy at {hub_url(settings)} "
                 f"(waited {took:.1f} s)")
+            txn.write_json(paths.manifest, plan.owned)
+            txn.record_running(paths.running, plan.owned, code)
+            txn.clear(paths.pending_change)
             return []
 
-        rep.step("check", check)
+        try:
+            rep.step("services", lambda: services_step(system, daemon_reload, restart, units))
+            rep.step("check", check)
+        except BaseException as e:
+            if not plan.previous:  # a first install: there is nothing to go back to
+                raise
+            back = undo(paths, system, records[0], restart, settings, options.wait_timeout)
+            if isinstance(e, ServiceFailed):
+                raise ServiceFailed(f"{e}\nhardway put the previous files back and restarted "
+                                    f"the services with them: {back}.") from None
+            out(f"hardway: interrupted: {back}")
+            raise
         rep.step("command line", lambda: cli_link_step(paths))
         for note in ctx.notes:
             out(f"note: {note}")

@@ -8,28 +8,30 @@ import json
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from hardway import tls
+from hardway.apply import transaction as txn
 from hardway.apply.files import apply_files, locked, write_atomic
 from hardway.apply.system import System
-from hardway.errors import ServiceFailed
+from hardway.errors import ConfigError, HardwayError, ServiceFailed
 from hardway.paths import Paths
 from hardway.plugin.contract import Context, File
 from hardway.plugin.manager import Registry, load_settings, make_manager
 from hardway.render import render_all
 from hardway.settings import Settings
 
-from .checks import check_rendered
+from .checks import check_rendered, check_traefik
 from .install import (
     HUB_UNIT,
     PROXY_UNIT,
     hub_env,
+    hub_env_fingerprint,
     public_secrets,
     read_state,
     restart_plan,
     restart_verb,
+    undo,
     user_env,
     uv_path,
     wait_for_hub,
@@ -49,7 +51,11 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
            dry_run: bool = False, out: Callable[[str], None] = print,
            timeout: float = 120, acme_wait: float = 90) -> Outcome:
     force = force or set()
-    with locked(paths.lock_file):
+    with locked(paths.lock_file, "" if dry_run else "config reload", out):
+        pending = None if dry_run else txn.load_pending(paths.pending_change)
+        if pending:
+            out(f"hardway: {pending.describe()} was interrupted; this reload finishes it "
+                "(or, if the services do not come back, puts its previous files back)")
         registry = Registry(make_manager())
         settings = load_settings(paths, registry)
         ctx = Context(paths, public_secrets(paths), system, pm=registry.pm,
@@ -66,49 +72,86 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
                     "checked once they are there)")
             else:
                 check_rendered([f for f, _ in changed], paths)
-            reload_units, restart = restart_plan(changed)
-            restart |= {UNIT_OF[c] for c in force}
+            state = read_state(paths)
+            code = {HUB_UNIT: str(state.get("hub_env") or hub_env_fingerprint())}
+            plan = txn.plan(files, changed, paths.manifest, paths.running, code)
+            for path in plan.removed:
+                out(f"would remove {path} (hardway no longer renders it)")
+            _, restart = restart_plan(changed)
+            # and what runs other files than those on disk (an interrupted change)
+            restart |= txn.to_restart(plan, code) | {UNIT_OF[c] for c in force}
             out("would restart: " + (", ".join(sorted(restart)) or "nothing"))
             return Outcome(changed, sorted(restart), [])
-        # packages and prerequisites first: the check below imports the chosen classes.
-        # The running hub does not load new packages until it restarts.
+        # the whole rendered set is checked before any side effect (packages, users,
+        # files); when packages are missing, the hub config (which imports the chosen
+        # classes) is checked again once they are there. The running hub does not load
+        # new packages until it restarts.
+        preview = [f for f, _ in apply_files(render_all(settings, registry, ctx), system,
+                                              dry_run=True)]
+        checked = all(e.is_current() for e in env_specs(paths, registry, settings))
+        if checked:
+            check_rendered(preview, paths)
+        else:
+            check_traefik(preview)
         installed = environments(paths, system, registry, settings)
         old_state = read_state(paths)
         ctx.state.update(old_state)
         installed += [c for choice in registry.selected(settings).values()
                       for c in choice.install(settings, ctx)]
-        if ctx.state != old_state:
-            write_atomic(paths.install_state,
-                         (json.dumps(ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
         for line in installed:
             out(line)
         files = render_all(settings, registry, ctx)
         changed = apply_files(files, system, dry_run=True)
-        check_rendered([f for f, _ in changed], paths)  # unchanged files were checked before
+        if installed or not checked:  # unchanged files were checked before
+            try:
+                check_rendered([f for f, _ in changed], paths)
+            except ConfigError as e:
+                if installed:
+                    raise ConfigError(f"{e}\n(packages were installed before this check: "
+                                      f"{'; '.join(installed)}; no file was changed)") from None
+                raise
+        code_before = {HUB_UNIT: str(old_state.get("hub_env") or hub_env_fingerprint())}
+        plan = txn.plan(files, changed, paths.manifest, paths.running, code_before)
         for f, why in changed:
             out(f"changing {f.path} ({why})")
-        previous = {f.path: (f.path.read_bytes() if f.path.exists() else None)
-                    for f, _ in changed}
-        apply_files([f for f, _ in changed], system)
-        reload_units, restart = restart_plan(
-            changed, extra_hub=any("hub environment" in i for i in installed),
-            extra_proxy=any("restart the proxy" in i for i in installed))
-        restart |= {UNIT_OF[c] for c in force}
-        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        for path in plan.removed:
+            out(f"removing {path} (hardway no longer renders it)")
+        record = txn.begin(paths.pending_change, "config reload", plan.touched(), pending)
+        restart: set[str] = set()
         try:
-            restarted = restart_units(system, reload_units, restart, settings, timeout)
-        except ServiceFailed as e:
-            rollback(system, previous, changed, reload_units, restart)
-            try:
-                wait_for_hub(system, settings, timeout)
-                back = "the hub answers again"
-            except ServiceFailed:
-                back = "the hub still does not answer: see journalctl -u jupyterhub"
-            raise ServiceFailed(
-                f"{e}\nhardway put the previous files back and restarted "
-                f"{', '.join(sorted(restart))} with them: {back}. Your change is still in "
-                f"{paths.config_file}: fix or unset it, then reload again.") from None
-        if not changed and not restarted:
+            for unit in plan.dropped_units:
+                system.systemctl("disable", "--now", unit, check=False)
+            txn.commit([f for f, _ in changed], plan.removed,
+                       {f.path: system.ids(f.owner, f.group) for f, _ in changed})
+            code = {HUB_UNIT: hub_env_fingerprint()}
+            restart = txn.to_restart(plan, code) | {UNIT_OF[c] for c in force}
+            if any("restart the proxy" in i for i in installed):
+                restart.add(PROXY_UNIT)
+            since = time.strftime("%Y-%m-%d %H:%M:%S")
+            restarted = restart_units(system, plan.unit_files_changed() or bool(
+                plan.dropped_units), restart, settings, timeout)
+            txn.write_json(paths.manifest, plan.owned)
+            txn.record_running(paths.running, plan.owned, code)
+            ctx.state["hub_env"] = code[HUB_UNIT]
+            if ctx.state != old_state:
+                write_atomic(paths.install_state, (json.dumps(
+                    ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+            txn.clear(paths.pending_change)
+        except BaseException as e:
+            back = undo(paths, system, record, restart, settings, timeout)
+            if isinstance(e, ServiceFailed):
+                raise ServiceFailed(
+                    f"{e}\nhardway put the previous files back and restarted "
+                    f"{', '.join(sorted(restart))} with them: {back}. Your change is still in "
+                    f"{paths.config_file}: fix or unset it, then reload again.") from None
+            if isinstance(e, HardwayError):
+                raise HardwayError(f"{e} {back}") from None
+            out(f"hardway: interrupted: {back}")
+            raise
+        if pending:
+            out(f"hardway: finished the interrupted {pending.describe()}: the services "
+                "run the files the settings give.")
+        if not changed and not plan.removed and not restarted:
             out("hardway: nothing changed; nothing restarted.")
         else:
             out("restarted: " + (", ".join(restarted) or "nothing (no restart needed)"))
@@ -182,20 +225,4 @@ def restart_units(system: System, reload_units: bool, restart: set[str], setting
     if {PROXY_UNIT, HUB_UNIT} & set(done):
         wait_for_hub(system, settings, timeout)
     return done
-
-
-def rollback(system: System, previous: dict[Path, bytes | None],
-             changed: list[tuple[File, str]], reload_units: bool, restart: set[str]) -> None:
-    for f, _ in changed:
-        old = previous[f.path]
-        if old is None:
-            f.path.unlink(missing_ok=True)
-        else:
-            uid, gid = system.ids(f.owner, f.group)
-            write_atomic(f.path, old, f.mode, uid, gid)
-    if reload_units:
-        system.systemctl("daemon-reload", check=False)
-    for unit in (*sorted(restart - {PROXY_UNIT, HUB_UNIT}), PROXY_UNIT, HUB_UNIT):
-        if unit in restart:
-            system.systemctl(restart_verb(unit), unit, check=False)
 
