@@ -28,9 +28,17 @@ What it does, each step skipped when already done:
      package index) and any --plugin, with uv, at the pinned versions;
   5. hands over to ``hardway install``, which does the rest and can be rerun alone.
 The full log goes to /var/log/hardway/install.log (root-only).
+
+Steps 2-4 run with a marker file in the hub environment (``.hardway-installing``, the one
+hardway's own package steps use). A run that finds it was interrupted: it checks every
+installed package against its RECORD and reinstalls the damaged ones before going on
+(``record_damage``, a stdlib copy of ``hardway.pyenv.damage``: this file cannot import it).
 """
 
 import argparse
+import base64
+import csv
+import glob
 import hashlib
 import json
 import os
@@ -44,6 +52,8 @@ UV_VERSION = "0.13.9"
 APT_PACKAGES = ["python3-venv", "ca-certificates"]
 PREFIX = "/opt/hardway"
 HUB_VENV = PREFIX + "/hub"
+MARKER = ".hardway-installing"  # hardway.pyenv.MARKER
+ENSUREPIP = ("pip", "setuptools")  # what ``python -m venv`` puts in a venv
 LOG_DIR = "/var/log/hardway"
 LOG_FILE = LOG_DIR + "/install.log"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -282,6 +292,75 @@ def source_tree_digest(root):
     return h.hexdigest()
 
 
+def canonical_name(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def record_damage(venv):
+    """What an interrupted install left in ``venv``: ({name: [bad path, ...]} for packages
+    whose files are missing or differ from their RECORD, {dist-info dir: name} for those
+    without METADATA or RECORD, [leftover NAME-VERSION.data dirs]). RECORD entries without
+    a hash and paths outside the venv are not checked. A copy of hardway.pyenv.damage."""
+    files, unreadable, leftovers = {}, {}, []
+    root = os.path.normpath(venv) + os.sep
+    for site in sorted(glob.glob(os.path.join(venv, "lib", "python*", "site-packages"))):
+        for entry in sorted(os.listdir(site)):
+            path = os.path.join(site, entry)
+            if not os.path.isdir(path) or os.path.islink(path):
+                continue
+            if entry.endswith(".data") and "-" in entry:
+                leftovers.append(path)
+            if not entry.endswith(".dist-info"):
+                continue
+            name = canonical_name(entry.split("-")[0])
+            record = os.path.join(path, "RECORD")
+            if not (os.path.isfile(os.path.join(path, "METADATA")) and os.path.isfile(record)):
+                unreadable[path] = name
+                continue
+            with open(record, newline="", encoding="utf-8", errors="replace") as f:
+                for row in csv.reader(f):
+                    if len(row) < 2 or not row[0] or "=" not in row[1]:
+                        continue
+                    algorithm, _, expected = row[1].partition("=")
+                    target = os.path.normpath(os.path.join(site, row[0]))
+                    if (algorithm not in hashlib.algorithms_guaranteed
+                            or not target.startswith(root)):
+                        continue
+                    h = hashlib.new(algorithm)
+                    try:
+                        with open(target, "rb") as data:
+                            for chunk in iter(lambda: data.read(1 << 20), b""):
+                                h.update(chunk)
+                    except OSError:
+                        files.setdefault(name, []).append(target)
+                        continue
+                    if base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode() != expected:
+                        files.setdefault(name, []).append(target)
+    return files, unreadable, leftovers
+
+
+def clear_unreadable(found, log):
+    """Remove dist-info dirs uv cannot read (the package then counts as absent and is
+    installed over what was half-written) and leftover .data dirs; their names."""
+    _, unreadable, leftovers = found
+    for path in list(unreadable) + leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+        log.write("removed {} (left by an interrupted install)\n".format(path))
+    return sorted(set(unreadable.values()))
+
+
+def damage_names(found):
+    return sorted(set(found[0]) | set(found[1].values()))
+
+
+def describe_damage(found):
+    files, unreadable, _ = found
+    parts = ["{} ({} file(s) missing or changed, e.g. {})".format(n, len(files[n]), files[n][0])
+             for n in sorted(files)]
+    parts += ["{} (no METADATA or RECORD)".format(n) for n in sorted(set(unreadable.values()))]
+    return "; ".join(parts)
+
+
 def default_source():
     """The checkout this script sits in, if it is one; else hardway from the index."""
     if HERE is not None:
@@ -340,24 +419,47 @@ def run(args, inst):
 
     inst.step("hub environment " + HUB_VENV)
     py = os.path.join(HUB_VENV, "bin", "python")
+    marker = os.path.join(HUB_VENV, MARKER)
     have = venv_python_version(HUB_VENV)
     now = "{}.{}.{}".format(*sys.version_info[:3])
     if have is not None and have != now:
         print("      Python changed from {} to {}: rebuilding".format(have, now))
         shutil.rmtree(HUB_VENV)
+    # a run that was interrupted (the marker is still there) first finds what it left
+    found = ({}, {}, [])
+    if os.path.exists(marker) and os.path.exists(py):
+        found = record_damage(HUB_VENV)
+        inst.log.write("interrupted earlier; damaged: {}\n".format(
+            describe_damage(found) or "nothing"))
+    repaired = damage_names(found)
+    clear_unreadable(found, inst.log)
+    os.makedirs(HUB_VENV, exist_ok=True)
+    with open(marker, "w") as f:
+        f.write("a package step is under way; if this file stays, the next bootstrap.py "
+                "checks and repairs this environment\n")
     if not os.path.exists(py):
-        os.makedirs(PREFIX, exist_ok=True)
         inst.run([sys.executable, "-m", "venv", HUB_VENV], env=env)
         print("      created " + HUB_VENV)
+    elif set(ENSUREPIP) & set(repaired) or not glob.glob(os.path.join(
+            HUB_VENV, "lib", "python*", "site-packages", "pip-*.dist-info")):
+        # the venv's own creation was cut short: ensurepip puts its packages back
+        for name in ENSUREPIP:
+            for path in glob.glob(os.path.join(HUB_VENV, "lib", "python*", "site-packages",
+                                               name + "-*.dist-info")):
+                shutil.rmtree(path)
+        inst.run([py, "-m", "ensurepip", "--default-pip"], env=env)
 
     inst.step("uv " + UV_VERSION)
     uv = os.path.join(HUB_VENV, "bin", "uv")
     current = ""
-    if os.path.exists(uv):
+    try:
         current = subprocess.run([uv, "--version"], universal_newlines=True,
-                                 stdout=subprocess.PIPE).stdout
-    if UV_VERSION not in current.split():
-        inst.run([py, "-m", "pip", "install", "-q", "uv==" + UV_VERSION], env=env)
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
+    except OSError:  # absent, or half-written by an interrupted run
+        pass
+    if UV_VERSION not in current.split() or "uv" in repaired:
+        inst.run([py, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps",
+                  "uv==" + UV_VERSION], env=env)
         print("      installed uv " + UV_VERSION)
 
     inst.step("hardway")
@@ -376,14 +478,41 @@ def run(args, inst):
             stamp = json.load(f)
     except (OSError, ValueError):
         stamp = None
-    if stamp != wanted or not os.path.exists(os.path.join(HUB_VENV, "bin", "hardway")):
-        cmd = [uv, "pip", "install", "--python", py, *constraints]
-        if is_dir:
-            cmd += ["--reinstall-package", "hardway"]
-        inst.run([*cmd, source, *args.plugin], env=env)
+    cmd = [uv, "pip", "install", "--python", py, *constraints]
+    if is_dir:
+        cmd += ["--reinstall-package", "hardway"]
+    damaged = [n for n in repaired if n not in (*ENSUREPIP, "uv")]
+    checked = None
+    if stamp != wanted or damaged or not os.path.exists(os.path.join(HUB_VENV, "bin", "hardway")):
+        for _ in range(2):
+            # uv reinstalls only what the requirements resolve to: damaged packages
+            # outside them (a plugin hardway install added) are named as requirements too
+            extra = [n for n in damaged if n != "hardway"]
+            inst.run([*cmd, *[a for n in damaged for a in ("--reinstall-package", n)],
+                      source, *args.plugin, *extra], env=env)
+            checked = record_damage(HUB_VENV)
+            damaged = damage_names(checked)
+            if not damaged:
+                break
+            repaired += [n for n in damaged if n not in repaired]
+            clear_unreadable(checked, inst.log)
+        else:
+            raise Failure("{} is still damaged after a repair: {}; remove it and run "
+                          "bootstrap.py again".format(HUB_VENV, describe_damage(checked)))
         with open(stamp_path, "w") as f:
             json.dump(wanted, f)
         print("      installed hardway from " + source)
+    elif repaired:  # only pip or uv were put back
+        checked = record_damage(HUB_VENV)
+        if damage_names(checked):
+            raise Failure("{} is still damaged after a repair: {}; remove it and run "
+                          "bootstrap.py again".format(HUB_VENV, describe_damage(checked)))
+    if repaired:
+        line = "repaired {} after an interrupted install: reinstalled {}".format(
+            HUB_VENV, ", ".join(repaired))
+        print("      " + line)
+        inst.log.write(line + "\n")
+    os.remove(marker)
 
     inst.step("hand over to `hardway install`")
     sys.stdout.flush()

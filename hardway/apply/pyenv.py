@@ -1,11 +1,20 @@
 """Python environments: venvs built for this system Python, filled by uv with pinned
-versions, skipped entirely when nothing they depend on changed."""
+versions, skipped entirely when nothing they depend on changed.
+
+An install that was interrupted (a killed process, a lost SSH session) can leave a
+package half-unpacked, and uv trusts what it finds on disk. So a marker file is written
+before uv touches a venv and removed only once every installed file matches its
+package's RECORD; a run that finds the marker repairs the venv first (see `damage`).
+"""
 
 from __future__ import annotations
 
+import base64
+import csv
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -13,10 +22,16 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from hardway.errors import SystemError_
+
 from .files import lock_down
 from .system import System
 
+log = logging.getLogger("hardway")
+
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+#: in a venv while a package step may be under way (bootstrap.py writes the same name)
+MARKER = ".hardway-installing"
 
 
 def pins_file(name: str) -> Path:
@@ -62,6 +77,125 @@ def current_python_version() -> str:
     return ".".join(map(str, sys.version_info[:3]))
 
 
+def canonical_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str:
+    """The package a requirement names ("jupyterhub==6.1.1" -> "jupyterhub")."""
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return canonical_name(m.group(1)) if m else requirement
+
+
+def dist_name(dist_info: Path) -> str:
+    """A distribution's name: METADATA's Name, else the dist-info directory's."""
+    try:
+        with open(dist_info / "METADATA", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                if key.lower() == "name" and value.strip():
+                    return canonical_name(value.strip())
+    except OSError:
+        pass
+    return canonical_name(dist_info.name.rsplit(".", 1)[0].split("-", 1)[0])
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """The RECORD form of a file's hash: urlsafe base64 without padding."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+
+
+def record_problems(venv: Path, dist_info: Path) -> list[str]:
+    """Files of one installed distribution that are missing or differ from its RECORD,
+    as "PATH (missing)" / "PATH (changed)". Entries without a hash (RECORD itself,
+    bytecode) and paths outside the venv are not checked."""
+    site = dist_info.parent
+    root = os.path.normpath(venv)
+    problems = []
+    with open(dist_info / "RECORD", newline="", encoding="utf-8", errors="replace") as f:
+        for row in csv.reader(f):
+            if len(row) < 2 or not row[0] or "=" not in row[1]:
+                continue
+            algorithm, _, expected = row[1].partition("=")
+            if algorithm not in hashlib.algorithms_guaranteed:
+                continue
+            path = os.path.normpath(os.path.join(site, row[0]))
+            if not path.startswith(root + os.sep):
+                continue
+            try:
+                if file_digest(Path(path), algorithm) != expected:
+                    problems.append(f"{path} (changed)")
+            except FileNotFoundError:
+                problems.append(f"{path} (missing)")
+            except OSError as e:
+                problems.append(f"{path} ({e.strerror})")
+    return problems
+
+
+@dataclasses.dataclass
+class Damage:
+    """What `damage` found in a venv."""
+
+    #: distribution name -> its files that are missing or changed
+    files: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    #: dist-info directories without METADATA or RECORD (uv refuses these) -> name
+    incomplete: dict[Path, str] = dataclasses.field(default_factory=dict)
+    #: a wheel's NAME-VERSION.data directory left in site-packages: an installer moves
+    #: its contents out and removes it, so one left over is half-moved junk
+    leftovers: list[Path] = dataclasses.field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted({*self.files, *self.incomplete.values()})
+
+    def __bool__(self) -> bool:
+        return bool(self.files or self.incomplete)
+
+    def describe(self) -> str:
+        parts = [f"{name} ({len(bad)} file(s) missing or changed, e.g. {bad[0]})"
+                 for name, bad in sorted(self.files.items())]
+        parts += [f"{name} (no METADATA or RECORD in {path.name})"
+                  for path, name in sorted(self.incomplete.items())]
+        return "; ".join(parts)
+
+
+def site_packages(venv: Path) -> list[Path]:
+    return sorted(p for p in (venv / "lib").glob("python*/site-packages") if p.is_dir())
+
+
+def damage(venv: Path) -> Damage:
+    """Check every distribution installed in ``venv`` against its RECORD."""
+    found = Damage()
+    for site in site_packages(venv):
+        found.leftovers += sorted(p for p in site.glob("*-*.data") if p.is_dir())
+        for dist_info in sorted(site.glob("*.dist-info")):
+            if not dist_info.is_dir():
+                continue
+            name = dist_name(dist_info)
+            if not (dist_info / "METADATA").is_file() or not (dist_info / "RECORD").is_file():
+                found.incomplete[dist_info] = name
+                continue
+            bad = record_problems(venv, dist_info)
+            if bad:
+                found.files.setdefault(name, []).extend(bad)
+    return found
+
+
+def clear_incomplete(found: Damage) -> None:
+    """Remove dist-info directories uv cannot read (it stops on them; it then sees those
+    packages as absent and installs them over whatever was half-written) and leftover
+    .data directories."""
+    for path in [*found.incomplete, *found.leftovers]:
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s (left by an interrupted install)", path)
+
+
 @dataclasses.dataclass
 class Env:
     """A venv and what should be in it."""
@@ -92,7 +226,13 @@ class Env:
         lines = (ln.split("#", 1)[0].strip() for ln in self.excludes.read_text().splitlines())
         return sorted(ln for ln in lines if ln)
 
+    @property
+    def marker(self) -> Path:
+        return self.path / MARKER
+
     def is_current(self) -> bool:
+        if self.marker.exists():  # a package step was interrupted
+            return False
         try:
             return json.loads(self.stamp_file.read_text()) == self.wanted_stamp()
         except (FileNotFoundError, ValueError):
@@ -113,16 +253,42 @@ class Env:
             system.run([uv, "venv", "--python", base_python(), str(self.path)], env=env)
             if not changes:
                 changes.append(f"created {self.path}")
-        cmd = [uv, "pip", "install", "--python", str(self.path / "bin" / "python"),
-               "--constraints", str(self.constraints)]
+        python = str(self.path / "bin" / "python")
+        # a run that was interrupted (the marker is still there) first finds what it left
+        found = damage(self.path) if self.marker.exists() else Damage()
+        self.marker.write_text("a package step is under way; if this file stays, the next "
+                               "`hardway install` checks and repairs this environment\n")
+        cmd = [uv, "pip", "install", "--python", python, "--constraints", str(self.constraints)]
         if self.compile_bytecode:
             cmd.append("--compile-bytecode")
         if self.excludes is not None:
             cmd += ["--excludes", str(self.excludes)]
-        proc = system.run([*cmd, *self.requirements], env=env, timeout=1800)
+        requested = {requirement_name(r) for r in self.requirements}
+        repaired: list[str] = []
+        for _ in range(2):
+            clear_incomplete(found)
+            if found:
+                log.info("%s: damaged by an interrupted install: %s", self.path,
+                         found.describe())
+                repaired += [n for n in found.names if n not in repaired]
+            # uv reinstalls only what the requirements resolve to: a damaged package
+            # outside them (one a plugin added, say) is named as a requirement too
+            reinstall = [a for n in found.files for a in ("--reinstall-package", n)]
+            extra = [n for n in found.names if n not in requested and n != "hardway"]
+            proc = system.run([*cmd, *reinstall, *self.requirements, *extra], env=env,
+                              timeout=1800)
+            found = damage(self.path)
+            if not found:
+                break
+        if found:
+            raise SystemError_(f"{self.path} is still damaged after a repair: "
+                               f"{found.describe()}; remove {self.path} and run "
+                               f"bootstrap.py again")
+        if repaired:
+            changes.append(f"repaired {self.path} after an interrupted install: reinstalled "
+                           f"{', '.join(repaired)}")
         if self.excluded():  # an older install may still have them
-            gone = system.run([uv, "pip", "uninstall", "--python",
-                               str(self.path / "bin" / "python"), *self.excluded()],
+            gone = system.run([uv, "pip", "uninstall", "--python", python, *self.excluded()],
                               env=env, check=False)
             if re.search(r"^\s*Uninstalled \d+ package", gone.stdout or "", re.M):
                 changes.append(f"removed from {self.path}: {', '.join(self.excluded())}")
@@ -130,6 +296,7 @@ class Env:
         # create entries others can write: neither survives
         lock_down(self.path)
         self.stamp_file.write_text(json.dumps(self.wanted_stamp(), indent=1) + "\n")
+        self.marker.unlink()
         # uv says "Installed N packages" / "Uninstalled ..." only when it changed something
         if re.search(r"^\s*(Installed|Uninstalled) \d+ package", proc.stdout or "", re.M):
             changes.append(f"installed into {self.path}: {', '.join(self.requirements)}")
