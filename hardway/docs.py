@@ -69,9 +69,21 @@ def hooks_md() -> str:
              "these with `@hardway.hookspecs.hookimpl`. Choices (authenticators, spawners,",
              "proxies) subclass `hardway.choices.Choice` and are returned from",
              "`hardway_choices`.", ""]
+    lines += ["## How hooks are called, and what a failing plugin does", "",
+              inspect.cleandoc(hookspecs.__doc__ or "").split("\n\n", 1)[1], ""]
     for name, fn in hook_functions():
         sig = str(inspect.signature(fn)).replace("'", "")
         lines += [f"## `{name}{sig}`", "", inspect.cleandoc(fn.__doc__ or ""), ""]
+    from . import testing
+
+    lines += ["## Testing a plugin: `hardway.testing`", "",
+              inspect.cleandoc(testing.__doc__ or ""), ""]
+    for name in testing.__all__:
+        fn = getattr(testing, name)
+        sig = str(inspect.signature(fn)).replace("'", "")
+        lines += [f"### `{name}{sig}`", "", inspect.cleandoc(fn.__doc__ or ""), ""]
+    lines += ["A complete example, packaged with its entry point and tested with this kit: "
+              "`tests/sample_plugin/` and `tests/test_sample_plugin.py`.", ""]
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from .choices import Context, File
 from .configfile import ConfigDoc
 from .errors import HardwayError, ServiceFailed
 from .paths import Paths
-from .plugins import Registry, load_settings, make_manager
+from .plugins import Registry, call_hook, load_settings, make_manager, results
 from .render import render_all
 from .settings import Settings
 from .system import System
@@ -206,17 +206,17 @@ def collect(registry: Registry, settings: Settings, what: str) -> list[str]:
     """Merged package lists from the chosen plugins and every plugin's hook."""
     items: list[str] = []
     for choice in registry.selected(settings).values():
-        items.extend(getattr(choice, f"{what}_packages")(settings))
-    for result in getattr(registry.pm.hook, f"hardway_{what}_packages")(settings=settings):
-        items.extend(result or [])
+        items.extend(registry.call(choice, f"{what}_packages", settings))
+    for result in results(registry.pm, f"hardway_{what}_packages", settings=settings):
+        items.extend(result)
     return sorted(dict.fromkeys(items))
 
 
 def post_install_step(registry: Registry, settings: Settings, ctx: Context) -> list[str]:
     """The chosen plugins' post_install, then every plugin's hardway_post_install hook."""
     changes = [c for choice in registry.selected(settings).values()
-               for c in choice.post_install(settings, ctx)]
-    registry.pm.hook.hardway_post_install(settings=settings, ctx=ctx)
+               for c in registry.call(choice, "post_install", settings, ctx)]
+    call_hook(registry.pm, "hardway_post_install", settings=settings, ctx=ctx)
     return changes
 
 
@@ -396,7 +396,7 @@ def install(paths: Paths, system: System, options: Options,
         paths, ctx.state, bool(hub_changes or user_changes)))
     proxy_changes = rep.step("proxy and spawner prerequisites", lambda: [
         c for choice in registry.selected(settings).values()
-        for c in choice.install(settings, ctx)])
+        for c in registry.call(choice, "install", settings, ctx)])
     files_changed: list[tuple[File, str]] = []
     units: list[str] = []
 

@@ -75,7 +75,7 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         old_state = read_state(paths)
         ctx.state.update(old_state)
         installed += [c for choice in registry.selected(settings).values()
-                      for c in choice.install(settings, ctx)]
+                      for c in registry.call(choice, "install", settings, ctx)]
         if ctx.state != old_state:
             write_atomic(paths.install_state,
                          (json.dumps(ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
