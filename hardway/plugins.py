@@ -253,7 +253,9 @@ def call_hook(pm: pluggy.PluginManager, hook: str, *, warn: Callable[[str], None
 
     Each result is checked against the hook's :data:`POLICIES` entry. A plugin that raises
     or returns something malformed is a :class:`PluginError` naming the plugin and the
-    hook, on one line; for a hook whose policy says ``skip`` it is left out instead, and
+    hook, on one line (a HardwayError the plugin raises itself, say a ConfigError naming
+    a key, is its own message for the person and goes through as it is); for a hook
+    whose policy says ``skip`` it is left out instead, and
     ``warn`` gets that line. Use this instead of ``pm.hook.NAME(...)`` everywhere.
     """
     policy = POLICIES[hook]
@@ -265,6 +267,10 @@ def call_hook(pm: pluggy.PluginManager, hook: str, *, warn: Callable[[str], None
         name = impl.plugin_name
         try:
             result = impl.function(*(kwargs[a] for a in impl.argnames))
+        except HardwayError as e:  # the plugin's own message for a person (a bad setting)
+            if not policy.skip:
+                raise
+            message = f"plugin {name!r} (hook {hook}): {e}"
         except Exception as e:  # whatever a plugin raises is named, never a traceback
             message = f"plugin {name!r} (hook {hook}) raised {_one_line(e)}{_where(e)}"
         else:

@@ -323,3 +323,34 @@ def test_a_hub_json_without_a_plugin_list_loads_every_plugin(paths, site):
         assert hub.load_rendered(paths.hub_json).registry.pm.has_plugin("hubhook")
     finally:
         hub.current = None
+
+
+def test_a_config_error_a_plugin_raises_is_its_own_message(paths):
+    from hardway.errors import ConfigError
+
+    def refuse(settings, ctx):
+        raise ConfigError("services.acme.url is required: set it with hardway config set")
+
+    registry = registry_with(plugin("acme_plugin", hardway_hub_config=refuse))
+    settings = load_settings(paths, registry)
+    with pytest.raises(ConfigError, match=r"^services\.acme\.url is required"):
+        render.hub_config(settings, registry, ctx_for(paths, registry))
+
+
+CHOICE = ("from hardway.choices import Choice\nfrom hardway.hookspecs import hookimpl\n\n"
+          "class Lab(Choice):\n    kind = 'auth'\n    name = 'labsso'\n\n"
+          "    def hub_config(self, settings, ctx):\n"
+          "        return {'JupyterHub': {'authenticator_class': 'dummy'}}\n\n"
+          "@hookimpl\ndef hardway_choices():\n    return [Lab()]\n")
+
+
+def test_the_hub_loads_the_plugin_of_the_chosen_authenticator(paths, site):
+    fake_entry_point(site, "labsso", "hardway_labsso_plugin", CHOICE)
+    try:
+        write_config(paths, "auth:\n  type: labsso\n")
+        render_to_disk(paths, Registry(make_manager()))
+        assert json.loads(paths.hub_json.read_text())["plugins"] == ["labsso"]
+        loaded = hub.load_rendered(paths.hub_json)
+        assert loaded.registry.selected(loaded.settings)["auth"].name == "labsso"
+    finally:
+        sys.modules.pop("hardway_labsso_plugin", None)
