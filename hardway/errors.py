@@ -39,3 +39,8 @@ class FileWriteError(HardwayError):
 
 class ServiceFailed(HardwayError):
     """A service did not come up in time; the message carries its last journal lines."""
+
+
+class PluginError(HardwayError):
+    """A plugin failed: it did not import, a hook raised, or a hook returned something
+    malformed. The message names the plugin (and the hook) on one line."""

@@ -143,7 +143,7 @@ def test_03_install_and_reload_never_interleave(hub):
 
 
 PLUGIN = '''
-from hardway.hookspecs import hookimpl
+from hardway.plugin import hookimpl
 
 
 @hookimpl

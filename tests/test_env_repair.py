@@ -1,6 +1,6 @@
 """Environments an interrupted install left half-written are found and repaired.
 
-The same check lives twice (hardway.pyenv.damage, and a stdlib copy in bootstrap.py that
+The same check lives twice (hardway.apply.pyenv.damage, and a stdlib copy in bootstrap.py that
 cannot import hardway): every case runs against both.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hardway import pyenv
+from hardway.apply import pyenv
 from hardway.errors import SystemError_
 
 PATH = Path(__file__).parent.parent / "bootstrap" / "bootstrap.py"

@@ -42,7 +42,7 @@ def listener() -> types.ModuleType:
     return mod
 
 
-def manager():
+def manager(load_entrypoints=False):
     pm = make_manager(load_entrypoints=False)
     pm.register(listener(), name="listener")
     return pm
@@ -138,7 +138,8 @@ def test_spawner_creates_the_unix_user_once_and_calls_hardway_new_user(monkeypat
     user = types.SimpleNamespace(name="alice@example.edu", id=7, admin=True)
     spawner = types.SimpleNamespace(user=user, user_prefix="jupyter-", home_base="/home",
                                     admin_group="jupyterhub-admins", existing_users_only=False,
-                                    log=types.SimpleNamespace(info=lambda *a: None))
+                                    log=types.SimpleNamespace(info=lambda *a: None,
+                                                           warning=lambda *a: None))
     spawner.unix_username = ss.unix_name(user.name, "jupyter-")
     spawner._run = lambda *cmd: run(spawner, *cmd)
     spawner._sync_admin_group = lambda name: ss.HardwaySystemdSpawner._sync_admin_group(

@@ -70,9 +70,21 @@ def hooks_md() -> str:
              "(authenticators, spawners, proxies) subclass `hardway.plugin.Choice` and are",
              "returned from `hardway_choices`. `hardway.plugin` is the API for plugin",
              "authors; see [architecture.md](architecture.md) for where a plugin fits.", ""]
+    lines += ["## How hooks are called, and what a failing plugin does", "",
+              inspect.cleandoc(hookspecs.__doc__ or "").split("\n\n", 1)[1], ""]
     for name, fn in hook_functions():
         sig = str(inspect.signature(fn)).replace("'", "")
         lines += [f"## `{name}{sig}`", "", inspect.cleandoc(fn.__doc__ or ""), ""]
+    from hardway import testing
+
+    lines += ["## Testing a plugin: `hardway.testing`", "",
+              inspect.cleandoc(testing.__doc__ or ""), ""]
+    for name in testing.__all__:
+        fn = getattr(testing, name)
+        sig = str(inspect.signature(fn)).replace("'", "")
+        lines += [f"### `{name}{sig}`", "", inspect.cleandoc(fn.__doc__ or ""), ""]
+    lines += ["A complete example, packaged with its entry point and tested with this kit: "
+              "`tests/sample_plugin/` and `tests/test_sample_plugin.py`.", ""]
     return "\n".join(lines)
 
 

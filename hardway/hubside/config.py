@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hardway.plugin.manager import Registry, make_manager
+from hardway.plugin.manager import Registry, call_hook, make_manager
 from hardway.settings import Settings
 
 
@@ -23,9 +23,17 @@ current: Loaded | None = None
 
 
 def load_rendered(path: str | Path) -> Loaded:
-    """The settings and JupyterHub config exactly as the last install/reload rendered them."""
+    """The settings and JupyterHub config exactly as the last install/reload rendered them.
+
+    Loads the built-in plugins and only the entry-point plugins hub.json names (those of
+    the selected choices and those with hub-side hooks): a broken plugin the hub does not
+    need is never imported here. A hub.json rendered before that list existed loads every
+    installed plugin, as before. Keys of plugins not loaded are not declared here, and
+    nothing in the hub reads them.
+    """
     data = json.loads(Path(path).read_text())
-    registry = Registry(make_manager())
+    plugins = data.get("plugins")
+    registry = Registry(make_manager(True if plugins is None else plugins))
     decl = registry.declarations()
     values = {key.name: data["settings"].get(key.name, key.default) for key in decl}
     settings = Settings(decl, values, {k: "rendered" for k in values})
@@ -39,4 +47,14 @@ def configure(c: Any, path: str) -> None:
 
     current = load_rendered(path)
     c.merge(Config(current.config))
-    current.registry.pm.hook.hardway_hub_config_object(c=c, settings=current.settings)
+    call_hook(current.registry.pm, "hardway_hub_config_object", c=c, settings=current.settings)
+
+
+def new_user(unix_name: str, hub_name: str, admin: bool, warn: Any = None) -> None:
+    """Tell plugins a unix user was created (hardway_new_user); a plugin that fails is left
+    out with a warning (``warn``: the spawner's log), the spawn goes on."""
+    if current is None:
+        return
+    kwargs = {"warn": warn} if warn is not None else {}
+    call_hook(current.registry.pm, "hardway_new_user", unix_name=unix_name, hub_name=hub_name,
+              admin=admin, settings=current.settings, **kwargs)

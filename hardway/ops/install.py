@@ -27,7 +27,7 @@ from hardway.apply.system import System
 from hardway.errors import HardwayError, ServiceFailed
 from hardway.paths import Paths
 from hardway.plugin.contract import Context, File, check_url, hub_url
-from hardway.plugin.manager import Registry, load_settings, make_manager
+from hardway.plugin.manager import Registry, call_hook, load_settings, make_manager, results
 from hardway.render import render_all
 from hardway.settings import Settings
 from hardway.settings.configfile import ConfigDoc
@@ -207,17 +207,17 @@ def collect(registry: Registry, settings: Settings, what: str) -> list[str]:
     """Merged package lists from the chosen plugins and every plugin's hook."""
     items: list[str] = []
     for choice in registry.selected(settings).values():
-        items.extend(getattr(choice, f"{what}_packages")(settings))
-    for result in getattr(registry.pm.hook, f"hardway_{what}_packages")(settings=settings):
-        items.extend(result or [])
+        items.extend(registry.call(choice, f"{what}_packages", settings))
+    for result in results(registry.pm, f"hardway_{what}_packages", settings=settings):
+        items.extend(result)
     return sorted(dict.fromkeys(items))
 
 
 def post_install_step(registry: Registry, settings: Settings, ctx: Context) -> list[str]:
     """The chosen plugins' post_install, then every plugin's hardway_post_install hook."""
     changes = [c for choice in registry.selected(settings).values()
-               for c in choice.post_install(settings, ctx)]
-    registry.pm.hook.hardway_post_install(settings=settings, ctx=ctx)
+               for c in registry.call(choice, "post_install", settings, ctx)]
+    call_hook(registry.pm, "hardway_post_install", settings=settings, ctx=ctx)
     return changes
 
 
@@ -408,7 +408,7 @@ def install(paths: Paths, system: System, options: Options,
         paths, ctx.state, bool(hub_changes or user_changes)))
     proxy_changes = rep.step("proxy and spawner prerequisites", lambda: [
         c for choice in registry.selected(settings).values()
-        for c in choice.install(settings, ctx)])
+        for c in registry.call(choice, "install", settings, ctx)])
     files_changed: list[tuple[File, str]] = []
     units: list[str] = []
     pending = txn.load_pending(paths.pending_change)

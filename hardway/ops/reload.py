@@ -97,7 +97,7 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         old_state = read_state(paths)
         ctx.state.update(old_state)
         installed += [c for choice in registry.selected(settings).values()
-                      for c in choice.install(settings, ctx)]
+                      for c in registry.call(choice, "install", settings, ctx)]
         for line in installed:
             out(line)
         files = render_all(settings, registry, ctx)

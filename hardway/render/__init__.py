@@ -9,8 +9,9 @@ from typing import Any
 
 import tomlkit
 
+from hardway.errors import PluginError
 from hardway.plugin.contract import Context, File, deep_merge
-from hardway.plugin.manager import Registry
+from hardway.plugin.manager import DEFAULT_PLUGINS, Registry, call_hook, entry_point_names
 from hardway.settings import Settings, resolve_secret
 from hardway.settings.keytypes import host_port
 
@@ -105,16 +106,79 @@ def core_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
     }
 
 
-def hub_files(settings: Settings, registry: Registry, ctx: Context) -> list[File]:
+#: hub-config lists that accumulate across contributors, entry by entry, keyed by "name"
+#: (every other list is replaced: the later contributor's list wins)
+ACCUMULATED_LISTS = (("JupyterHub", "services"), ("JupyterHub", "load_roles"))
+
+#: the hooks whose implementations run inside the hub process
+HUB_SIDE_HOOKS = ("hardway_hub_config_object", "hardway_new_user")
+
+
+def merge_hub_config(config: dict[str, Any], extra: dict[str, Any], source: str,
+                     owners: dict[tuple[str, str, str], str]) -> dict[str, Any]:
+    """``extra`` merged over ``config`` by the documented policy (hookspecs'
+    ``hardway_hub_config``); returns a new dict, changes neither input.
+
+    ``JupyterHub.services`` and ``JupyterHub.load_roles`` accumulate: each entry is a dict
+    with a unique ``name``; the same name from two contributors is a PluginError naming
+    both (``owners`` remembers who added which name, across calls). Other dicts merge
+    recursively; any other value, lists included, is replaced (the later one wins).
+    """
+    for cls, trait in ACCUMULATED_LISTS:
+        if trait not in extra.get(cls, {}):
+            continue
+        entries = extra[cls][trait]
+        if not isinstance(entries, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("name"), str) and e["name"]
+                for e in entries):
+            raise PluginError(f"{source} gives {cls}.{trait} = {entries!r:.80}; expected a "
+                              "list of dicts, each with a non-empty string 'name'")
+        for e in entries:
+            key = (cls, trait, e["name"])
+            if key in owners:
+                raise PluginError(
+                    f"{cls}.{trait}: {e['name']!r} is given by {owners[key]} and again by "
+                    f"{source}; names must be unique (rename one, or turn one off)")
+            owners[key] = source
+        extra = {**extra, cls: {k: v for k, v in extra[cls].items() if k != trait}}
+        merged_list = [*config.get(cls, {}).get(trait, []), *entries]
+        config = deep_merge(config, {cls: {trait: merged_list}})
+    return deep_merge(config, extra)
+
+
+def hub_plugins(registry: Registry, settings: Settings) -> list[str]:
+    """The entry-point plugins the hub must load: the owners of the selected choices and
+    every plugin with a hub-side hook. Built-ins are always loaded; nothing else is."""
+    pm = registry.pm
+    needed = {registry.owners[(kind, c.name)] for kind, c in registry.selected(settings).items()}
+    for hook in HUB_SIDE_HOOKS:
+        needed |= {impl.plugin_name for impl in getattr(pm.hook, hook).get_hookimpls()}
+    return sorted((needed & entry_point_names(pm)) - set(DEFAULT_PLUGINS))
+
+
+def hub_config(settings: Settings, registry: Registry, ctx: Context) -> dict[str, Any]:
+    """The whole JupyterHub config: core, the chosen choices', then every plugin's."""
     config = core_hub_config(settings, ctx)
+    owners: dict[tuple[str, str, str], str] = {}
     # proxy, then spawner, then authenticator: the authenticator has the last word, since
     # it decides who users are (pam, for one, maps hub users to existing unix accounts)
     for choice in reversed(list(registry.selected(settings).values())):
-        config = deep_merge(config, choice.hub_config(settings, ctx))
-    for extra in reversed(registry.pm.hook.hardway_hub_config(settings=settings, ctx=ctx)):
-        config = deep_merge(config, extra or {})
+        source = (f"plugin {registry.owners[(choice.kind, choice.name)]!r} "
+                  f"({choice.kind} {choice.name!r})")
+        config = merge_hub_config(config, registry.call(choice, "hub_config", settings, ctx),
+                                  source, owners)
+    for plugin, extra in call_hook(registry.pm, "hardway_hub_config", settings=settings,
+                                   ctx=ctx):
+        config = merge_hub_config(config, extra, f"plugin {plugin!r} (hook "
+                                  "hardway_hub_config)", owners)
+    return config
+
+
+def hub_files(settings: Settings, registry: Registry, ctx: Context) -> list[File]:
+    config = hub_config(settings, registry, ctx)
     p = ctx.paths
-    hub_json = json.dumps({"settings": settings.for_hub(), "config": config},
+    hub_json = json.dumps({"settings": settings.for_hub(), "config": config,
+                           "plugins": hub_plugins(registry, settings)},
                           indent=2, sort_keys=True) + "\n"
     return [
         File(p.hub_config_py, HUB_CONFIG_PY.format(path=str(p.hub_json)).encode(), 0o644,
@@ -130,7 +194,7 @@ def render_all(settings: Settings, registry: Registry, ctx: Context) -> list[Fil
     """Every file hardway owns, rendered from validated settings."""
     files = hub_files(settings, registry, ctx)
     for choice in registry.selected(settings).values():
-        files.extend(choice.render(settings, ctx))
+        files.extend(registry.call(choice, "render", settings, ctx))
     seen: dict[str, str] = {}
     for f in files:
         if str(f.path) in seen:

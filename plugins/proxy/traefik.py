@@ -26,6 +26,7 @@ from hardway.plugin import (
     resolve_secret,
 )
 from hardway.plugin import keytypes as kt
+from hardway.plugin.manager import results
 from hardway.render import render_unit, toml_bytes
 
 PROXY_USER = "hardway-proxy"
@@ -214,8 +215,8 @@ class Traefik(Choice):
         dynamic = self.dynamic_config(settings, ctx)
         pm = ctx.pm
         if pm is not None:
-            for extra in reversed(pm.hook.hardway_traefik_static(settings=settings, ctx=ctx)):
-                static = deep_merge(static, extra or {})
+            for extra in results(pm, "hardway_traefik_static", settings=settings, ctx=ctx):
+                static = deep_merge(static, extra)
         files = [
             File(p.traefik_toml, toml_bytes(static), 0o640, "root", PROXY_USER, "proxy"),
             File(p.rules_dir / "00-hardway.toml", toml_bytes(dynamic), 0o640, "root",
@@ -229,8 +230,8 @@ class Traefik(Choice):
             files += [File(path, content, 0o640, "root", PROXY_USER, "proxy")
                       for path, content in self.acme_cas(settings, ctx)]
         if pm is not None:
-            extras = [e for e in reversed(pm.hook.hardway_traefik_dynamic(
-                settings=settings, ctx=ctx)) if e]
+            extras = [e for e in results(pm, "hardway_traefik_dynamic", settings=settings,
+                                         ctx=ctx) if e]
             if extras:
                 merged: dict[str, Any] = {}
                 for e in extras:

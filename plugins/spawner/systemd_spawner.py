@@ -86,10 +86,8 @@ class HardwaySystemdSpawner(SystemdSpawner):
                 self.log.info("Created unix user %s for hub user %s", name, self.user.name)
                 from hardway.hubside import config as hub
 
-                if hub.current is not None:
-                    hub.current.registry.pm.hook.hardway_new_user(
-                        unix_name=name, hub_name=self.user.name,
-                        admin=bool(self.user.admin), settings=hub.current.settings)
+                hub.new_user(name, self.user.name, bool(self.user.admin),
+                             warn=self.log.warning)
                 entry = pwd.getpwnam(name)
             if entry.pw_gecos.split(",")[0] != marker:
                 raise RuntimeError(
