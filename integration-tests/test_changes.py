@@ -46,10 +46,19 @@ def answers() -> bool:
         return False
 
 
+SPAWN = """
+import subprocess, sys
+with open(sys.argv[1], "wb") as log:
+    p = subprocess.Popen(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+print(p.pid)
+"""
+
+
 def background(c, cmd: str, log: str) -> int:
-    """Start ``cmd`` in its own session inside the container; its pid (= its group)."""
-    return int(c.run(["bash", "-c", f"setsid {cmd} >{log} 2>&1 </dev/null & echo $!"]
-                     ).stdout.strip())
+    """Start ``cmd`` in a session of its own inside the container: its pid is its
+    process group's id, so `kill -- -PID` reaches it and every child."""
+    return int(c.run(["python3", "-c", SPAWN, log, *cmd.split()]).stdout.strip())
 
 
 def wait_for(c, test: list[str], timeout: float = 120) -> None:
@@ -73,7 +82,7 @@ def test_01_reload_killed_between_files_and_restart_is_finished_by_the_next_comm
         assert '"mem_limit": "1G"' in c.run(["cat", "/var/lib/hardway/hub/hub.json"]).stdout
         c.run(["test", "-s", PENDING])
         assert hub_pid(hub) == before
-        c.run(["kill", "-KILL", "--", f"-{pid}"])
+        c.run(["bash", "-c", f"kill -KILL -- -{pid}"])  # bash's own kill: no procps here
     finally:
         c.run(["rm", "-f", "/usr/local/sbin/systemctl", "/run/hw-test-block",
                "/run/hw-test-blocked"])
