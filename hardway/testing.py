@@ -77,13 +77,15 @@ def render_hub_json(plugins: Any = None, settings: Mapping[str, Any] | None = No
     """hub.json as ``hardway config reload`` would render it with ``plugins`` installed:
     ``{"config": ..., "settings": ..., "plugins": [...]}``. Paths in it live under
     ``root`` (a new temporary directory when not given; nothing is written there)."""
+    from hardway.ops.install import read_inputs
     from hardway.render import hub_files
 
     registry = make_registry(plugins)
     values = make_settings(registry, settings)
     with tempfile.TemporaryDirectory(prefix="hardway-testing-") as tmp:
         paths = Paths(root or Path(tmp))
-        ctx = Context(paths, {"proxy_api_hash": "test"}, pm=registry.pm)
+        ctx = Context(paths, {"proxy_api_hash": "test"}, pm=registry.pm,
+                      inputs=read_inputs(registry, values, paths))
         hub_json = next(f for f in hub_files(values, registry, ctx) if f.path == paths.hub_json)
     return json.loads(hub_json.content)
 

@@ -61,10 +61,20 @@ def load_pair(cert_path: Path, key_path: Path, cert_key: str = "https.tls.cert",
               now: datetime.datetime | None = None) -> Pair:
     """Read and check a certificate chain and its private key; ConfigError naming the key
     when a file is missing, not PEM, expired, or the key does not belong to the cert."""
+
+    return parse_pair(_read(cert_path, cert_key), _read(key_path, key_key), cert_path,
+                      key_path, cert_key, key_key, now)
+
+
+def parse_pair(cert_pem: bytes, key_pem: bytes, cert_path: Path, key_path: Path,
+               cert_key: str = "https.tls.cert", key_key: str = "https.tls.key",
+               now: datetime.datetime | None = None) -> Pair:
+    """Check a certificate chain and its private key given as bytes (read from
+    ``cert_path`` and ``key_path``, named in messages); ConfigError naming the key when
+    either is not PEM, the pair does not match, or the certificate is out of date."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    cert_pem, key_pem = _read(cert_path, cert_key), _read(key_path, key_key)
     try:
         chain = x509.load_pem_x509_certificates(cert_pem)
     except ValueError:

@@ -12,9 +12,9 @@ from conftest import write_config
 from hardway.cli.main import main
 from hardway.errors import ConfigError
 from hardway.ops.hubcheck import problems
+from hardway.ops.install import render_now
 from hardway.plugin.contract import Context
 from hardway.plugin.manager import load_settings
-from hardway.render import render_all
 
 CONFIGS = {
     "firstuse": "",
@@ -45,7 +45,7 @@ def hub_config(paths, registry, name: str) -> dict:
                         + CONFIGS[name])
     settings = load_settings(paths, registry)
     ctx = Context(paths, {"proxy_api_hash": "h"}, pm=registry.pm)
-    files = {f.path: f for f in render_all(settings, registry, ctx)}
+    files = {f.path: f for f in render_now(settings, registry, ctx)}
     return json.loads(files[paths.hub_json].content)["config"]
 
 
@@ -125,7 +125,7 @@ def test_lti_secrets_are_masked_and_may_come_from_files(paths, registry, capsys,
     assert "auth.lti11.consumers = ********" in out and "from-a-file" not in out
     settings = load_settings(paths, registry)
     ctx = Context(paths, {"proxy_api_hash": "h"}, pm=registry.pm)
-    files = {f.path: f for f in render_all(settings, registry, ctx)}
+    files = {f.path: f for f in render_now(settings, registry, ctx)}
     config = json.loads(files[paths.hub_json].content)["config"]
     assert config["LTI11Authenticator"]["consumers"] == {"canvas-key": "from-a-file"}
 
@@ -150,7 +150,7 @@ def test_lti13_deployment_ids_are_rendered_and_printed(paths, registry, capsys, 
     settings = load_settings(paths, registry)
     assert settings["auth.lti13.deployment_ids"] == ["42:abc", "00017"]  # text, zeros kept
     ctx = Context(paths, {"proxy_api_hash": "h"}, pm=registry.pm)
-    files = {f.path: f for f in render_all(settings, registry, ctx)}
+    files = {f.path: f for f in render_now(settings, registry, ctx)}
     config = json.loads(files[paths.hub_json].content)["config"]
     assert config["HardwayLTI13Authenticator"]["deployment_ids"] == ["00017", "42:abc"]
     assert problems(config) == []
@@ -176,17 +176,17 @@ def test_lti11_consumer_secrets_from_files_per_consumer(paths, registry, capsys,
     assert "consumer keys: canvas-key, moodle-key" in capsys.readouterr().out
     settings = load_settings(paths, registry)
     ctx = Context(paths, {"proxy_api_hash": "h"}, pm=registry.pm)
-    files = {f.path: f for f in render_all(settings, registry, ctx)}
+    files = {f.path: f for f in render_now(settings, registry, ctx)}
     config = json.loads(files[paths.hub_json].content)["config"]
     assert config["LTI11Authenticator"]["consumers"] == {"canvas-key": "canvas-secret",
                                                          "moodle-key": "moodle-secret"}
     (tmp_path / "moodle").write_text("\n")  # an empty secret would let anyone sign
     with pytest.raises(ConfigError, match=r"auth\.lti11\.consumers: the secret of moodle-key "
                                           r"is empty"):
-        render_all(settings, registry, ctx)
+        render_now(settings, registry, ctx)
     (tmp_path / "moodle").unlink()
     with pytest.raises(ConfigError, match=r"auth\.lti11\.consumers: moodle-key: cannot read"):
-        render_all(settings, registry, ctx)
+        render_now(settings, registry, ctx)
 
 
 def test_lti11_consumers_that_are_not_a_mapping_are_refused_not_crashed_on(registry):
@@ -243,7 +243,7 @@ def test_github_organisations_and_teams(paths, registry):
                  "    allowed_organizations: [stat-dept, 'stat-dept:ta-team']\n")
     settings = load_settings(paths, registry)
     ctx = Context(paths, {"proxy_api_hash": "$2b$04$x"}, pm=registry.pm)
-    files = {f.path: f for f in render_all(settings, registry, ctx)}
+    files = {f.path: f for f in render_now(settings, registry, ctx)}
     config = json.loads(files[paths.hub_json].content)["config"]
     gh = config["GitHubOAuthenticator"]
     assert gh["allowed_organizations"] == ["stat-dept", "stat-dept:ta-team"]

@@ -24,9 +24,9 @@ from traitlets.config import Config
 
 from hardway.errors import ConfigError
 from hardway.ops.hubcheck import problems
+from hardway.ops.install import render_now
 from hardway.plugin.contract import Context
 from hardway.plugin.manager import load_settings
-from hardway.render import render_all
 
 PASSWORD_LINE = re.compile(r"admin (\S+)'s first password: (\S+) \(shown once; change it at "
                            r"(\S+)/hub/auth/change-password\)\Z")
@@ -40,7 +40,7 @@ def rendered_hub_config(paths, registry, extra: str = "") -> dict[str, Any]:
     write_config(paths, "auth:\n  type: firstuse\n" + extra)
     settings = load_settings(paths, registry)
     ctx = Context(paths, {"proxy_api_hash": "h"}, pm=registry.pm)
-    files = {f.path: f for f in render_all(settings, registry, ctx)}
+    files = {f.path: f for f in render_now(settings, registry, ctx)}
     return json.loads(files[paths.hub_json].content)["config"]
 
 

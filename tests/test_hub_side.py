@@ -11,11 +11,10 @@ import bcrypt
 import pytest
 
 from hardway.hubside import config as hub
-from hardway.ops.install import post_install_step
+from hardway.ops.install import post_install_step, render_now
 from hardway.plugin import hookimpl
 from hardway.plugin.contract import Context
 from hardway.plugin.manager import Registry, load_settings, make_manager
-from hardway.render import render_all
 
 calls: list[tuple[str, dict]] = []
 
@@ -58,7 +57,7 @@ def clear():
 def rendered(paths) -> Path:
     registry = Registry(manager())
     settings = load_settings(paths, registry)
-    for f in render_all(settings, registry, Context(paths, {"proxy_api_hash": "h"})):
+    for f in render_now(settings, registry, Context(paths, {"proxy_api_hash": "h"})):
         f.path.parent.mkdir(parents=True, exist_ok=True)
         f.path.write_bytes(f.content)
     return paths.hub_json

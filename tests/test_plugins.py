@@ -6,11 +6,10 @@ import pytest
 from conftest import write_config
 
 from hardway.errors import ConfigError, HardwayError
-from hardway.ops.install import collect
+from hardway.ops.install import collect, render_now
 from hardway.plugin import hookimpl
 from hardway.plugin.contract import Choice, Context
 from hardway.plugin.manager import DEFAULT_PLUGINS, Registry, load_settings, make_manager
-from hardway.render import render_all
 from hardway.settings import Key
 from hardway.settings import keytypes as kt
 
@@ -123,7 +122,7 @@ def test_render_hooks(paths, registry_plus):
     write_config(paths, "auth:\n  type: labsso\n  labsso:\n    realm: LAB\nsite:\n  motd: hi\n")
     s = load_settings(paths, registry_plus)
     ctx = Context(paths, {"proxy_api_hash": "h"}, pm=registry_plus.pm)
-    files = {f.path: f for f in render_all(s, registry_plus, ctx)}
+    files = {f.path: f for f in render_now(s, registry_plus, ctx)}
     config = json.loads(files[paths.hub_json].content)["config"]
     assert config["JupyterHub"]["authenticator_class"] == "labsso.Auth"
     assert config["JupyterHub"]["template_vars"] == {"motd": "hi"}

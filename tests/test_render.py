@@ -6,15 +6,15 @@ import pytest
 import tomlkit
 from conftest import write_config
 
+from hardway.ops.install import render_now
 from hardway.plugin.contract import Context
 from hardway.plugin.manager import load_settings
-from hardway.render import render_all
 
 
 def render(paths, registry):
     settings = load_settings(paths, registry)
     ctx = Context(paths, {"proxy_api_hash": "$2b$12$hash"}, pm=registry.pm)
-    return {f.path: f for f in render_all(settings, registry, ctx)}
+    return {f.path: f for f in render_now(settings, registry, ctx)}
 
 
 def test_rendering_is_deterministic(paths, registry):
@@ -183,3 +183,52 @@ def test_http_address_renders_for_jupyterhub_and_traefik(paths, registry, addres
     static = tomlkit.loads(render(paths, registry)[paths.traefik_toml].content.decode()).unwrap()
     assert static["entryPoints"]["http"]["address"] == f"{host}:443"
     assert static["entryPoints"]["http-redirect"]["address"] == f"{host}:80"
+
+
+# ----------------------------------------------------------------- render is pure
+
+
+def tree(root) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_mode, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_render_opens_no_file_and_makes_no_key(paths, registry, tmp_path):
+    """Everything render looks at is read beforehand into ctx.inputs; without it, render
+    names the file instead of opening it; with https.self_signed and no pair on disk yet
+    (a dry run before the first reload), nothing is generated or written."""
+    (tmp_path / "db-url").write_text("sqlite:////srv/hub.sqlite\n")
+    write_config(paths, "hub:\n  db_url: file:" + str(tmp_path / "db-url") + "\n"
+                        "https:\n  enabled: true\n  self_signed: true\n")
+    settings = load_settings(paths, registry)
+    ctx = Context(paths, {"proxy_api_hash": "h"}, pm=registry.pm)
+    from hardway.errors import HardwayError
+    from hardway.render import render_all
+
+    with pytest.raises(HardwayError, match=r"db-url was not read before rendering"):
+        render_all(settings, registry, ctx)
+    before = tree(tmp_path)
+    files = {f.path: f for f in render_now(settings, registry, ctx)}
+    assert tree(tmp_path) == before
+    assert not paths.self_signed_cert.exists()
+    dynamic = tomlkit.loads(files[paths.rules_dir / "00-hardway.toml"].content.decode())
+    assert "certificates" not in dynamic.unwrap()["tls"]  # made at reload, not here
+    hub = json.loads(files[paths.hub_json].content)["config"]
+    assert hub["JupyterHub"]["db_url"] == "sqlite:////srv/hub.sqlite"
+    assert ctx.inputs[tmp_path / "db-url"] == b"sqlite:////srv/hub.sqlite\n"
+
+
+def test_render_gets_no_system(paths, registry, monkeypatch):
+    """Render receives values, never the means to act on the machine."""
+    seen = []
+    choice = registry.selected(load_settings(paths, registry))["spawner"]
+    original = type(choice).render
+
+    def spy(self, settings, ctx):
+        seen.append(ctx.system)
+        return original(self, settings, ctx)
+
+    monkeypatch.setattr(type(choice), "render", spy)
+    settings = load_settings(paths, registry)
+    render_now(settings, registry, Context(paths, {"proxy_api_hash": "h"}, system=object(),
+                                           pm=registry.pm))
+    assert seen == [None]

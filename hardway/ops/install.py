@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 
@@ -24,7 +25,7 @@ from hardway.apply import pyenv
 from hardway.apply import transaction as txn
 from hardway.apply.files import apply_files, ensure_dir, lock_down, locked, write_atomic
 from hardway.apply.system import System
-from hardway.errors import HardwayError, ServiceFailed
+from hardway.errors import ConfigError, HardwayError, ServiceFailed
 from hardway.paths import Paths
 from hardway.plugin.contract import Context, File, check_url, hub_url
 from hardway.plugin.manager import Registry, call_hook, load_settings, make_manager, results
@@ -109,6 +110,43 @@ def secrets_step(paths: Paths) -> list[str]:
         write_atomic(hash_file, (hashed + "\n").encode(), 0o600, 0, 0)
         changes.append(f"hashed the proxy API password into {hash_file}")
     return changes
+
+
+def secret_files(value: Any) -> list[Path]:
+    """The files ``file:/PATH`` values name, anywhere in a setting's value."""
+    if isinstance(value, str) and value.startswith("file:/"):
+        return [Path(value[len("file:"):])]
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in secret_files(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in secret_files(v)]
+    return []
+
+
+def read_inputs(registry: Registry, settings: Settings,
+                paths: Paths) -> dict[Path, bytes | None]:
+    """What rendering may look at, read now (render itself opens no file): the files the
+    chosen choices name in ``inputs()`` and the file of every ``file:`` value."""
+    wanted: list[Path] = []
+    for choice in registry.selected(settings).values():
+        wanted += registry.call(choice, "inputs", settings, paths)
+    for key in settings.decl:
+        wanted += secret_files(settings[key.name])
+    out: dict[Path, bytes | None] = {}
+    for path in wanted:
+        try:
+            out[path] = path.read_bytes()
+        except FileNotFoundError:
+            out[path] = None
+        except OSError as e:
+            raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    return out
+
+
+def render_now(settings: Settings, registry: Registry, ctx: Context) -> list[File]:
+    """Read what rendering needs, then render with no means to act on the machine."""
+    ctx.inputs = read_inputs(registry, settings, ctx.paths)
+    return render_all(settings, registry, dataclasses.replace(ctx, system=None))
 
 
 def public_secrets(paths: Paths) -> dict[str, str]:
@@ -421,7 +459,7 @@ def install(paths: Paths, system: System, options: Options,
     def files_step() -> list[str]:
         from hardway.ops.checks import check_rendered
 
-        files = render_all(settings, registry, ctx)
+        files = render_now(settings, registry, ctx)
         units.extend(service_units(files))
         changed = apply_files(files, system, dry_run=True)
         check_rendered([f for f, _ in changed], paths)

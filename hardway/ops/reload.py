@@ -18,7 +18,6 @@ from hardway.errors import ConfigError, HardwayError, ServiceFailed
 from hardway.paths import Paths
 from hardway.plugin.contract import Context, File
 from hardway.plugin.manager import Registry, load_settings, make_manager
-from hardway.render import render_all
 from hardway.settings import Settings
 
 from .checks import check_rendered, check_traefik
@@ -29,6 +28,7 @@ from .install import (
     hub_env_fingerprint,
     public_secrets,
     read_state,
+    render_now,
     restart_plan,
     restart_verb,
     undo,
@@ -61,7 +61,7 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         ctx = Context(paths, public_secrets(paths), system, pm=registry.pm,
                       memory_total=system.memory_total())
         if dry_run:
-            files = render_all(settings, registry, ctx)
+            files = render_now(settings, registry, ctx)
             changed = apply_files(files, system, dry_run=True)
             for f, why in changed:
                 out(f"would change {f.path} ({why})")
@@ -86,7 +86,7 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         # files); when packages are missing, the hub config (which imports the chosen
         # classes) is checked again once they are there. The running hub does not load
         # new packages until it restarts.
-        preview = [f for f, _ in apply_files(render_all(settings, registry, ctx), system,
+        preview = [f for f, _ in apply_files(render_now(settings, registry, ctx), system,
                                               dry_run=True)]
         checked = all(e.is_current() for e in env_specs(paths, registry, settings))
         if checked:
@@ -100,7 +100,7 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
                       for c in registry.call(choice, "install", settings, ctx)]
         for line in installed:
             out(line)
-        files = render_all(settings, registry, ctx)
+        files = render_now(settings, registry, ctx)
         changed = apply_files(files, system, dry_run=True)
         if installed or not checked:  # unchanged files were checked before
             try:

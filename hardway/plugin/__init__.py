@@ -14,6 +14,7 @@ in :mod:`hardway.plugin.manager`. docs/architecture.md says where a plugin fits.
 from __future__ import annotations
 
 from hardway.errors import ConfigError
+from hardway.paths import Paths
 from hardway.settings import Key, Settings, keytypes, resolve_secret
 
 from .contract import (
@@ -35,6 +36,7 @@ __all__ = [
     "Context",
     "File",
     "Key",
+    "Paths",
     "Settings",
     "allow_all_unless_listed",
     "check_url",

@@ -4,7 +4,8 @@ Lifecycle, in the order hardway calls it:
   ``keys()``           when settings load: the choice's own keys, under ``KIND.NAME.``;
   ``validate()``       when the choice is selected, after every key type-checked;
   ``hub_packages()``   / ``user_packages()`` / ``apt_packages()`` at install and reload;
-  ``render()``         files the choice owns (pure);
+  ``inputs()``         files render reads: the operation reads them beforehand;
+  ``render()``         files the choice owns (pure: values only, through ``ctx``);
   ``hub_config()``     its part of hub.json (pure);
   ``install()``        side effects through ``ctx.system`` (idempotent, report changes);
   ``post_install()``   after files are written, before services restart.
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from hardway.apply.system import System
     from hardway.settings import Key, Settings
 
+from hardway.errors import ConfigError, HardwayError
 from hardway.paths import Paths
 
 KINDS = ("auth", "spawner", "proxy")
@@ -65,6 +67,34 @@ class Context:
     traefik_local: Path | None = None
     #: this machine's memory in bytes (0: unknown), gathered before rendering
     memory_total: int = 0
+    #: the files rendering may look at, read beforehand by the operation (None: the file
+    #: does not exist): the chosen choices' ``inputs()`` and every ``file:`` secret.
+    #: Render never opens a file or makes a key itself; a dry run therefore writes and
+    #: generates nothing.
+    inputs: dict[Path, bytes | None] = dataclasses.field(default_factory=dict)
+
+    def read(self, path: Path | str) -> bytes | None:
+        """A file's bytes as read before rendering, or None when it does not exist."""
+        try:
+            return self.inputs[Path(path)]
+        except KeyError:
+            raise HardwayError(f"{path} was not read before rendering: a choice names the "
+                               "files it renders from in Choice.inputs()") from None
+
+    def secret(self, value: Any) -> Any:
+        """A secret's value: a ``file:PATH`` value is the file's stripped text (read
+        before rendering), anything else is itself."""
+        if not (isinstance(value, str) and value.startswith("file:")):
+            return value
+        content = self.read(value[len("file:"):])
+        if content is None:
+            raise ConfigError(f"cannot read the secret file {value[len('file:'):]}: it does "
+                              "not exist")
+        try:
+            return content.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise ConfigError(f"the secret file {value[len('file:'):]} is not UTF-8 "
+                              "text") from None
 
 
 class Choice:
@@ -87,6 +117,11 @@ class Choice:
         return []
 
     def apt_packages(self, settings: Settings) -> list[str]:
+        return []
+
+    def inputs(self, settings: Settings, paths: Paths) -> list[Path]:
+        """Files ``render()``/``hub_config()`` read (through ``ctx.read``): the operation
+        reads them before rendering. ``file:`` secrets are gathered without this."""
         return []
 
     def render(self, settings: Settings, ctx: Context) -> list[File]:

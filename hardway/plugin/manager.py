@@ -10,6 +10,7 @@ import sys
 import traceback
 from collections.abc import Callable, Collection, Iterable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -234,6 +235,7 @@ def _choice_methods() -> dict[str, Expect]:
         "hub_packages": LIST_OF_STR,
         "user_packages": LIST_OF_STR,
         "apt_packages": LIST_OF_STR,
+        "inputs": _list_of(Path, "pathlib.Path objects"),
         "render": _list_of(File, "hardway.plugin.File instances"),
         "hub_config": POLICIES["hardway_hub_config"].expect,
         "install": LIST_OF_STR,

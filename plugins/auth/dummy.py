@@ -17,7 +17,6 @@ from hardway.plugin import (
     Settings,
     allow_all_unless_listed,
     hookimpl,
-    resolve_secret,
 )
 from hardway.plugin import keytypes as kt
 
@@ -44,7 +43,7 @@ class Dummy(Choice):
                               "auth.dummy.allow_insecure true if that is really what you want")
 
     def hub_config(self, settings: Settings, ctx: Context) -> dict[str, Any]:
-        auth: dict[str, Any] = {"password": resolve_secret(settings["auth.dummy.password"])}
+        auth: dict[str, Any] = {"password": ctx.secret(settings["auth.dummy.password"])}
         return {
             "JupyterHub": {"authenticator_class": "dummy",
                            "template_vars": {"announcement": WARNING}},

@@ -17,7 +17,6 @@ from hardway.plugin import (
     Settings,
     allow_all_unless_listed,
     hookimpl,
-    resolve_secret,
 )
 from hardway.plugin import keytypes as kt
 
@@ -68,7 +67,7 @@ class Ldap(Choice):
             conf.update({"lookup_dn": True, "user_search_base": s["user_search_base"],
                          "user_attribute": s["user_attribute"],
                          "lookup_dn_search_user": s["search_user"],
-                         "lookup_dn_search_password": resolve_secret(s["search_password"]),
+                         "lookup_dn_search_password": ctx.secret(s["search_password"]),
                          "lookup_dn_user_dn_attribute": "cn"})
         return {"JupyterHub": {"authenticator_class": "ldapauthenticator"},
                 "LDAPAuthenticator": conf,

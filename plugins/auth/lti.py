@@ -14,6 +14,7 @@ platform's deployments the admin registered (``auth.lti13.deployment_ids``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hardway.plugin import (
@@ -53,12 +54,14 @@ def consumers_declared(settings: Settings) -> dict[str, str]:
     return value
 
 
-def consumer_secrets(settings: Settings) -> dict[str, str]:
-    """Consumer key -> secret, ``file:/PATH`` secrets read from their files."""
+def consumer_secrets(settings: Settings,
+                     resolve: Callable[[Any], Any] = resolve_secret) -> dict[str, str]:
+    """Consumer key -> secret, ``file:/PATH`` secrets read from their files (while
+    rendering: ``ctx.secret``, which takes what was read beforehand)."""
     out = {}
     for name, value in consumers_declared(settings).items():
         try:
-            secret = resolve_secret(value)
+            secret = resolve(value)
         except ConfigError as e:
             raise ConfigError(f"auth.lti11.consumers: {name}: {e}") from None
         if not secret:
@@ -95,7 +98,7 @@ class Lti11(Choice):
         return {
             "JupyterHub": {"authenticator_class":
                            "hardway_plugins.auth.lti_checks.HardwayLTI11Authenticator"},
-            "LTI11Authenticator": {"consumers": consumer_secrets(settings),
+            "LTI11Authenticator": {"consumers": consumer_secrets(settings, ctx.secret),
                                    "username_key": settings["auth.lti11.username_key"]},
             "HardwayLTI11Authenticator": {"nonce_db_path": nonce_db_path(ctx)},
             "Authenticator": allow_all_unless_listed(settings),

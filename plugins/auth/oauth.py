@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hardway.plugin import Choice, ConfigError, Context, Key, Settings, hookimpl, resolve_secret
+from hardway.plugin import Choice, ConfigError, Context, Key, Settings, hookimpl
 from hardway.plugin import keytypes as kt
 
 
@@ -62,7 +62,7 @@ class Generic(Choice):
     def hub_config(self, settings: Settings, ctx: Context) -> dict[str, Any]:
         s = settings.section("auth.generic")
         conf: dict[str, Any] = {
-            "client_id": s["client_id"], "client_secret": resolve_secret(s["client_secret"]),
+            "client_id": s["client_id"], "client_secret": ctx.secret(s["client_secret"]),
             "authorize_url": s["authorize_url"], "token_url": s["token_url"],
             "userdata_url": s["userdata_url"], "username_claim": s["username_claim"],
             "scope": s["scope"], "basic_auth": s["basic_auth"], "enable_pkce": True,
@@ -103,7 +103,7 @@ class GitHub(Choice):
         orgs = sorted(settings["auth.github.allowed_organizations"])
         conf: dict[str, Any] = {
             "client_id": settings["auth.github.client_id"],
-            "client_secret": resolve_secret(settings["auth.github.client_secret"]),
+            "client_secret": ctx.secret(settings["auth.github.client_secret"]),
             "oauth_callback_url": callback_url(settings),
             "allowed_organizations": orgs,
         }

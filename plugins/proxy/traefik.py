@@ -20,10 +20,10 @@ from hardway.plugin import (
     Context,
     File,
     Key,
+    Paths,
     Settings,
     deep_merge,
     hookimpl,
-    resolve_secret,
 )
 from hardway.plugin import keytypes as kt
 from hardway.plugin.manager import results
@@ -141,18 +141,23 @@ class Traefik(Choice):
         else:
             acme["tlsChallenge"] = {}
         if s["eab_kid"]:
-            acme["eab"] = {"kid": s["eab_kid"], "hmacEncoded": resolve_secret(s["eab_hmac"])}
+            acme["eab"] = {"kid": s["eab_kid"], "hmacEncoded": ctx.secret(s["eab_hmac"])}
         return acme
 
     def acme_cas(self, settings: Settings, ctx: Context) -> list[tuple[Path, bytes]]:
-        out = []
-        for i, src in enumerate(settings["https.letsencrypt.ca_certificates"]):
-            try:
-                content = Path(src).read_bytes()
-            except OSError:
-                content = b""  # validate() has refused an unreadable file already
-            out.append((ctx.paths.proxy_dir / "acme-ca" / f"{i}.pem", content))
-        return out
+        # validate() has refused an unreadable file already
+        return [(ctx.paths.proxy_dir / "acme-ca" / f"{i}.pem", ctx.read(src) or b"")
+                for i, src in enumerate(settings["https.letsencrypt.ca_certificates"])]
+
+    def inputs(self, settings: Settings, paths: Paths) -> list[Path]:
+        mode = tls.source(settings)
+        if mode == "files":
+            return [Path(settings["https.tls.cert"]), Path(settings["https.tls.key"])]
+        if mode == "self-signed":
+            return [paths.self_signed_cert, paths.self_signed_key]
+        if mode == "acme":
+            return [Path(p) for p in settings["https.letsencrypt.ca_certificates"]]
+        return []
 
     def dynamic_config(self, settings: Settings, ctx: Context) -> dict[str, Any]:
         # Traefik refuses a headers middleware with nothing in it, so one header is fixed
@@ -195,13 +200,18 @@ class Traefik(Choice):
                 "resolver": RESOLVER, "domain": {"main": domains[0], "sans": domains[1:]}}
             return dynamic
         if mode == "files":
-            pair = tls.load_pair(Path(settings["https.tls.cert"]),
-                                 Path(settings["https.tls.key"]))
-        elif ctx.paths.self_signed_cert.exists():
-            pair = tls.load_pair(ctx.paths.self_signed_cert, ctx.paths.self_signed_key,
-                                 "https.self_signed", "https.self_signed")
-        else:  # a dry run before install() made it: what it would look like
-            pair = tls.make_self_signed(tls.self_signed_names(settings))
+            cert_path, key_path = Path(settings["https.tls.cert"]), Path(settings["https.tls.key"])
+            names = ("https.tls.cert", "https.tls.key")
+        else:
+            cert_path, key_path = ctx.paths.self_signed_cert, ctx.paths.self_signed_key
+            names = ("https.self_signed", "https.self_signed")
+        cert_pem, key_pem = ctx.read(cert_path), ctx.read(key_path)
+        if cert_pem is None or key_pem is None:
+            # only a dry run gets here before install() made the self-signed pair (a
+            # given file that is missing was refused by validate()): nothing is generated
+            # for a preview; the rules file will hold the pair made at reload
+            return dynamic
+        pair = tls.parse_pair(cert_pem, key_pem, cert_path, key_path, *names)
         # the PEM itself, not a path: Traefik reads certFile/keyFile content inline, and
         # a changed certificate then changes this watched file (no restart, no stale copy)
         cert = {"certFile": pair.cert_pem.decode(), "keyFile": pair.key_pem.decode()}
