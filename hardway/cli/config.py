@@ -154,20 +154,15 @@ def _edit(paths: Paths, key_names: list[str], change: Any, dry_run: bool) -> int
 
 
 def _parse(key: Key, text: str) -> Any:
-    from hardway.settings import check_secret, check_secret_file_readable, secret_file_refs
+    from hardway.settings import check_secret
     from hardway.settings import keytypes as kt
 
     try:
         if not key.secret:
             return key.type.parse(text)
         # the rules the files follow (settings.flatten), plus: each file named is there
-        value = check_secret(key, text if text.startswith("file:") else key.type.parse(text))
-        for label, ref in secret_file_refs(value):
-            try:
-                check_secret_file_readable(ref)
-            except kt.BadValue as e:
-                raise kt.BadValue(f"{label}{e}") from None
-        return value
+        return check_secret(key, text if text.startswith("file:") else key.type.parse(text),
+                            readable=True)
     except kt.BadValue as e:
         raise UsageError(f"{key.name}: {e}") from None
 

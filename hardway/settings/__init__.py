@@ -259,15 +259,19 @@ class Declarations:
         return Layer(origin, _plain(values), lines)
 
 
-def check_secret(key: Key, value: Any) -> Any:
+def check_secret(key: Key, value: Any, readable: bool = False) -> Any:
     """A secret key's value: of its type, or ``file:PATH`` where that can work (a string
-    key, or each value of a mapping); see :func:`check_secret_file`."""
+    key, or each value of a mapping); see :func:`check_secret_file`. With ``readable``
+    (``config set``), each file named must also be there and readable."""
     if isinstance(value, str) and value.startswith("file:"):
-        return check_secret_file(value, key)
-    value = None if value is None else key.type.check(value)
+        check_secret_file(value, key)
+    else:
+        value = None if value is None else key.type.check(value)
     for label, ref in secret_file_refs(value):
         try:
             check_secret_file(ref)
+            if readable:
+                check_secret_file_readable(ref)
         except kt.BadValue as e:
             raise kt.BadValue(f"{label}{e}") from None
     return value
