@@ -178,6 +178,19 @@ def test_lti11_launch_logs_in_and_refuses_forgeries(hub):
     assert launch(hub, timestamp=ts, nonce=nonce).status_code in (401, 403)  # replayed
 
 
+def replay_refused(version: str, replayed, restart_s: float, status: int, what: str) -> None:
+    """A launch captured before `systemctl restart jupyterhub` and sent again after it is
+    refused for its nonce, with the hub's own words (recorded as a figure)."""
+    record(f"{version}-replay-after-restart", {
+        "figure": replayed.status_code, "restart_s": round(restart_s, 1),
+        "unit": "HTTP status of the replayed launch",
+        "how": f"a launch accepted (302), systemctl restart jupyterhub, {what}"})
+    label = {"lti11": "LTI 1.1", "lti13": "LTI 1.3"}[version]
+    assert replayed.status_code == status, (replayed.status_code, message(replayed)[:500])
+    assert f"{label} launch refused: nonce already used" in message(replayed), \
+        message(replayed)[:500]
+
+
 def test_lti11_launch_replayed_after_a_hub_restart_is_refused(hub):
     """Upstream remembers LTI 1.1 nonces in the hub's memory (35 s); hardway on disk."""
     hw(hub, "config", "set", "auth.lti11.consumers", "canvas-key=canvas-secret",
@@ -192,15 +205,7 @@ def test_lti11_launch_replayed_after_a_hub_restart_is_refused(hub):
     assert r.status_code == 302, (r.status_code, message(r)[:300])
     took = restart_hub(hub)
     assert time.time() < ts + 30, f"the restart took {took:.0f} s: the launch expired anyway"
-    replayed = post_launch(*captured)
-    record("lti11-replay-after-restart", {"figure": replayed.status_code,
-                                          "restart_s": round(took, 1),
-                                          "unit": "HTTP status of the replayed launch",
-                                          "how": "a launch accepted (302), systemctl restart "
-                                                 "jupyterhub, the same signed body again"})
-    assert replayed.status_code == 401, (replayed.status_code, message(replayed)[:500])
-    assert "LTI 1.1 launch refused: nonce already used" in message(replayed), \
-        message(replayed)[:500]
+    replay_refused("lti11", post_launch(*captured), took, 401, "the same signed body again")
     # a genuine launch after the restart still logs in
     fresh = launch(hub, user_id="67890")
     assert fresh.status_code == 302, (fresh.status_code, message(fresh)[:300])
@@ -367,15 +372,8 @@ def test_lti13_launch_replayed_after_a_hub_restart_is_refused(hub, platform):
     assert form is not None
     took = restart_hub(hub)
     # the captured id_token is still within its validity (exp, iat + 600 s)
-    replayed = replay_lti13(form, cookies)
-    record("lti13-replay-after-restart", {"figure": replayed.status_code,
-                                          "restart_s": round(took, 1),
-                                          "unit": "HTTP status of the replayed callback",
-                                          "how": "a launch accepted (302), systemctl restart "
-                                                 "jupyterhub, its form_post and cookies again"})
-    assert replayed.status_code == 400, (replayed.status_code, message(replayed)[:500])
-    assert "LTI 1.3 launch refused: nonce already used" in message(replayed), \
-        message(replayed)[:500]
+    replay_refused("lti13", replay_lti13(form, cookies), took, 400,
+                   "its form_post and cookies again")
     fresh = launch_lti13(platform, hub.base, "fay")
     assert fresh.response.status_code == 302, message(fresh.response)[:300]
     mode = hub.c.run(["stat", "-c", "%a %U", "/var/lib/hardway/hub/lti-nonces.sqlite"])
