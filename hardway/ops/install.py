@@ -444,7 +444,7 @@ def install(paths: Paths, system: System, options: Options,
     ctx.state["hub_env"] = hub_env_fingerprint()
     rep.step("permissions", lambda: permissions_step(
         paths, ctx.state, bool(hub_changes or user_changes)))
-    proxy_changes = rep.step("proxy and spawner prerequisites", lambda: [
+    rep.step("proxy and spawner prerequisites", lambda: [
         c for choice in registry.selected(settings).values()
         for c in registry.call(choice, "install", settings, ctx)])
     files_changed: list[tuple[File, str]] = []
@@ -480,7 +480,6 @@ def install(paths: Paths, system: System, options: Options,
         if ctx.state != old_state:
             write_atomic(paths.install_state,
                          (json.dumps(ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
-        traefik_changed = any("Traefik" in c or "restart the proxy" in c for c in proxy_changes)
         hub_code_changed = old_state.get("hub_env") != ctx.state["hub_env"]
         if hub_code_changed and old_state:
             rep.changed.append("the hub environment changed: the hub restarts to load it")
@@ -489,8 +488,7 @@ def install(paths: Paths, system: System, options: Options,
         restart = txn.to_restart(plan, code)
         if hub_changes:
             restart.add(HUB_UNIT)
-        if traefik_changed:
-            restart.add(PROXY_UNIT)
+        restart |= ctx.restart  # what a choice's install() asked for
         daemon_reload = plan.unit_files_changed() or bool(plan.dropped_units)
 
         def check() -> list[str]:

@@ -124,9 +124,9 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
             txn.commit([f for f, _ in changed], plan.removed,
                        {f.path: system.ids(f.owner, f.group) for f, _ in changed})
             code = {HUB_UNIT: hub_env_fingerprint()}
-            restart = txn.to_restart(plan, code) | {UNIT_OF[c] for c in force}
-            if any("restart the proxy" in i for i in installed):
-                restart.add(PROXY_UNIT)
+            # what differs from what runs, what was asked for, and what a choice's
+            # install() asked for
+            restart = txn.to_restart(plan, code) | {UNIT_OF[c] for c in force} | ctx.restart
             since = time.strftime("%Y-%m-%d %H:%M:%S")
             restarted = restart_units(system, plan.unit_files_changed() or bool(
                 plan.dropped_units), restart, settings, timeout)

@@ -63,6 +63,10 @@ class Context:
     pm: Any = None
     #: facts recorded in install-state.json and shown by `hardway status`
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: units a choice's ``install()`` needs restarted whatever the rendered files say
+    #: (the proxy after its binary changed, or after a link its file watcher stops at was
+    #: removed): install and reload restart them with the rest
+    restart: set[str] = dataclasses.field(default_factory=set)
     #: ``--traefik-binary PATH``
     traefik_local: Path | None = None
     #: this machine's memory in bytes (0: unknown), gathered before rendering

@@ -49,6 +49,10 @@ def acme_store(acme_dir: Path, ca_server: str) -> Path:
     return acme_dir / f"acme-{host}-{hashlib.sha256(ca_server.encode()).hexdigest()[:8]}.json"
 
 
+#: the proxy's unit (restarted after a new binary or a removed link)
+PROXY_UNIT = "jupyterhub-proxy.service"
+
+
 class Traefik(Choice):
     kind = "proxy"
     name = "traefik"
@@ -296,8 +300,9 @@ class Traefik(Choice):
                 target = os.readlink(planted)
                 planted.unlink()
                 changes.append(f"refused {planted}: a symbolic link (to {target}) in the "
-                               "proxy's rules directory; not followed, removed (restart "
-                               "the proxy: its file watcher stops at such a link)")
+                               "proxy's rules directory; not followed, removed (the proxy "
+                               "restarts: its file watcher stops at such a link)")
+                ctx.restart.add(PROXY_UNIT)
         if tls.source(settings) == "self-signed":
             names = tls.self_signed_names(settings)
             if ensure_self_signed(p.self_signed_cert, p.self_signed_key, names):
@@ -308,6 +313,7 @@ class Traefik(Choice):
                                           settings["proxy.traefik.download_url"])
         if installed is not None:
             changes.append(f"installed Traefik {installed.version} from {installed.source}")
+            ctx.restart.add(PROXY_UNIT)
             ctx.state["traefik"] = {"version": installed.version, "source": installed.source,
                                     "sha256": installed.sha256,
                                     "stamp": traefik_binary.file_stamp(p.traefik_binary)}
