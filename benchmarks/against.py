@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration-tests"))
 
@@ -44,14 +46,39 @@ def export(rev: str, dest: Path) -> Path:
     return dest
 
 
-def measure(source: Path, tag: str, users: int) -> dict[str, float]:
+BOOTSTRAP_STEP = re.compile(r"^bootstrap \[\d+/\d+\] (.+) \(([0-9.]+) s\)$")
+INSTALL_STEP = re.compile(r"^\[\d+/\d+\] (.+) \.\.\.$")
+STEP_DONE = re.compile(r"^\s+(?:done|unchanged) \(([0-9.]+) s,")
+
+
+def steps(output: str) -> dict[str, float]:
+    """Seconds per step of bootstrap (from its running clock) and of `hardway install`
+    (from its own per-step figures), to see where a difference comes from."""
+    out: dict[str, float] = {}
+    last: tuple[str, float] | None = None
+    title = ""
+    for line in output.splitlines():
+        if m := BOOTSTRAP_STEP.match(line):
+            if last:
+                out["bootstrap: " + last[0]] = round(float(m.group(2)) - last[1], 2)
+            last = (m.group(1), float(m.group(2)))
+        elif m := INSTALL_STEP.match(line):
+            title = m.group(1)
+        elif (m := STEP_DONE.match(line)) and title:
+            out[title] = float(m.group(1))
+            title = ""
+    return out
+
+
+def measure(source: Path, tag: str, users: int) -> dict[str, Any]:
     c = Container.create(f"hw-against-{tag}", source)
     try:
         c.boot()
         t0 = time.monotonic()
-        c.run(["python3", "/root/hardway/bootstrap/bootstrap.py", "--admin",
-               f"alice:{PASSWORD}"], timeout=1800)
-        out = {"install_s": time.monotonic() - t0}
+        r = c.run(["python3", "/root/hardway/bootstrap/bootstrap.py", "--admin",
+                   f"alice:{PASSWORD}"], timeout=1800)
+        out: dict[str, Any] = {"install_s": time.monotonic() - t0,
+                               "install_steps": steps(r.stdout)}
         reloads = []
         for value in ("1G", "2G", "1G"):
             t0 = time.monotonic()
@@ -80,24 +107,31 @@ def main() -> int:
     args = p.parse_args()
     rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.baseline],
                          check=True, capture_output=True, text=True).stdout.strip()
-    rounds: list[dict[str, dict[str, float]]] = []
+    rounds: list[dict[str, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="hardway-baseline-") as tmp, container_slot():
         trees = {"baseline": export(rev, Path(tmp)), "this": REPO}
         for r in range(args.rounds):
             order = ["baseline", "this"] if r % 2 == 0 else ["this", "baseline"]
             rounds.append({tag: measure(trees[tag], tag, args.users) for tag in order})
-            print(json.dumps({"round": r, **rounds[-1]}), file=sys.stderr, flush=True)
+            step_medians = {tag: {name: round(statistics.median(
+        r[tag]["install_steps"].get(name, 0.0) for r in rounds), 2)
+        for name in rounds[0][tag]["install_steps"]} for tag in ("baseline", "this")}
+    print(json.dumps({"round": r, **rounds[-1]}), file=sys.stderr, flush=True)
     names = ("install_s", "reload_s", "class_wall_s", "class_p95_s")
     medians = {tag: {n: round(statistics.median(r[tag][n] for r in rounds), 2)
                      for n in names} for tag in ("baseline", "this")}
     ratios = {n: round(statistics.median(r["this"][n] / r["baseline"][n] for r in rounds), 3)
               for n in names}
+    step_medians = {tag: {name: round(statistics.median(
+        r[tag]["install_steps"].get(name, 0.0) for r in rounds), 2)
+        for name in rounds[0][tag]["install_steps"]} for tag in ("baseline", "this")}
     print(json.dumps({
         "figure": "this checkout against " + rev, "unit": "s (ratios: this/baseline)",
         "how": "per round one fresh booted Debian 12 container per tree, alternating order; "
                f"{args.users} users in the class; medians of {args.rounds} rounds; ratio "
                "medians of the per-round ratios",
         "baseline": medians["baseline"], "this": medians["this"], "ratios": ratios,
+        "install_steps_s": step_medians,
         "rounds": rounds}, indent=2))
     return 0
 
