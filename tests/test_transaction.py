@@ -162,3 +162,20 @@ def test_one_writer_at_a_time_and_the_second_says_whom_it_waits_for(tmp_path: Pa
     assert waited > 0.5, waited
     assert said == [f"hardway: waiting for `hardway config reload` (pid {holder.pid}) to "
                     "finish (one writing command at a time) ..."]
+
+
+def test_an_undo_records_only_the_units_it_restarted(tmp_path: Path):
+    manifest, running = state_files(tmp_path)
+    hub_json, toml = tmp_path / "hub.json", tmp_path / "traefik.toml"
+    files = [f(hub_json, "v1"), f(toml, "t1", component="proxy")]
+    txn.commit(files, [], {})
+    owned = txn.manifest_of(files)
+    txn.record_running(running, owned, {HUB: "code1"})
+    proxy_before = txn.read_json(running)[txn.PROXY_UNIT]
+    toml.write_text("t2")  # the proxy was not restarted: it still runs t1
+    txn.record_running(running, owned, {HUB: "code2"}, only={HUB})
+    recorded = txn.read_json(running)
+    assert recorded[txn.PROXY_UNIT] == proxy_before
+    assert recorded[HUB] == txn.digests(owned, {HUB: "code2"})[HUB]
+    p = txn.plan(files, [], manifest, running, {})
+    assert txn.to_restart(p, {HUB: "code2"}) == {txn.PROXY_UNIT}

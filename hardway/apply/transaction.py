@@ -291,5 +291,12 @@ def to_restart(p: Plan, code: dict[str, str]) -> set[str]:
     return {u for u, d in now.items() if p.running.get(u) != d}
 
 
-def record_running(running_file: Path, owned: dict[str, str], code: dict[str, str]) -> None:
-    write_json(running_file, digests(owned, code))
+def record_running(running_file: Path, owned: dict[str, str], code: dict[str, str],
+                   only: Iterable[str] | None = None) -> None:
+    """Record what the units now run: every unit, or ``only`` those (restarted just now;
+    the others keep their record)."""
+    now = digests(owned, code)
+    if only is not None:
+        keep = set(only)
+        now = {**read_json(running_file), **{u: d for u, d in now.items() if u in keep}}
+    write_json(running_file, now)

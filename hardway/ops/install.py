@@ -393,9 +393,9 @@ def undo(paths: Paths, system: System, record: txn.Pending, restart: set[str],
         back = "the hub answers again with the previous files"
     except ServiceFailed:
         back = "the hub still does not answer: see journalctl -u jupyterhub"
-    if units:
-        txn.record_running(paths.running, owned,
-                           {HUB_UNIT: str(read_state(paths).get("hub_env") or "")})
+    if units:  # they run the restored files, and the code there is now
+        txn.record_running(paths.running, owned, {HUB_UNIT: hub_env_fingerprint()},
+                           only=units)
     txn.clear(paths.pending_change)
     return back
 
