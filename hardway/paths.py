@@ -55,6 +55,12 @@ class Paths:
         return self.etc / ".lock"
 
     @property
+    def lock_holder(self) -> Path:
+        """Who holds the lock (``hardway install`` (pid N)), for a second command to say
+        whom it waits for; in /run, so holding the lock changes nothing under /etc."""
+        return self._p("run", "hardway", "lock-holder")
+
+    @property
     def cache(self) -> Path:
         """uv's package cache (root-only)."""
         return self._p("var", "cache", "hardway")

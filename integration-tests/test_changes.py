@@ -138,7 +138,7 @@ def test_03_install_and_reload_never_interleave(hub):
     c = hub.c
     hw(hub, "config", "set", "limits.cpu", "2")
     pid = background(c, "hardway install --admin alice", "/root/install.log")
-    wait_for(c, ["grep", "-q", "hardway install", "/etc/hardway/.lock"], timeout=60)
+    wait_for(c, ["grep", "-q", "hardway install", "/run/hardway/lock-holder"], timeout=60)
     r = hw(hub, "config", "reload")
     assert f"waiting for `hardway install` (pid {pid}) to finish" in r.stdout, r.stdout
     wait_for(c, ["bash", "-c", f"! kill -0 {pid} 2>/dev/null"], timeout=300)

@@ -141,7 +141,7 @@ HOLD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from hardway.apply.files import locked
-    with locked(Path(sys.argv[1]), "config reload", print):
+    with locked(Path(sys.argv[1]), "config reload", print, Path(sys.argv[1] + "-holder")):
         print("got it", flush=True)
         time.sleep(float(sys.argv[2]))
 """)
@@ -154,10 +154,13 @@ def test_one_writer_at_a_time_and_the_second_says_whom_it_waits_for(tmp_path: Pa
     assert holder.stdout is not None and holder.stdout.readline().strip() == "got it"
     said: list[str] = []
     t0 = time.monotonic()
-    with locked(lock, "install", said.append):
+    holder_file = tmp_path / ".lock-holder"
+    with locked(lock, "install", said.append, holder_file):
         waited = time.monotonic() - t0
-        with locked(lock, "install", said.append):  # re-entrant: no self-deadlock
+        assert holder_file.read_text() == f"`hardway install` (pid {os.getpid()})\n"
+        with locked(lock, "install", said.append, holder_file):  # re-entrant
             pass
+    assert not holder_file.exists() and lock.read_bytes() == b""  # /etc stays untouched
     holder.wait(10)
     assert waited > 0.5, waited
     assert said == [f"hardway: waiting for `hardway config reload` (pid {holder.pid}) to "

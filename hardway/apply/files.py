@@ -126,12 +126,12 @@ _held: dict[str, int] = {}
 
 
 @contextlib.contextmanager
-def locked(lock_file: Path, what: str = "", say: Callable[[str], None] | None = None
-           ) -> Iterator[None]:
+def locked(lock_file: Path, what: str = "", say: Callable[[str], None] | None = None,
+           holder: Path | None = None) -> Iterator[None]:
     """An exclusive lock shared by every process that writes hardway's files, held from
     a command's first read to its last restart. Re-entrant within one process. With
-    ``what`` (the command), the holder is written into the lock file, and a second
-    command says whom it waits for (through ``say``) before it waits."""
+    ``what`` (the command) and ``holder`` (a file in /run), the holder is named there,
+    and a second command says whom it waits for (through ``say``) before it waits."""
     key = str(lock_file)
     if _held.get(key):
         _held[key] += 1
@@ -147,22 +147,28 @@ def locked(lock_file: Path, what: str = "", say: Callable[[str], None] | None = 
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if say is not None:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                say(f"hardway: waiting for {holder or 'another hardway command'} to finish "
+                who = ""
+                if holder is not None:
+                    with contextlib.suppress(OSError):
+                        who = read_nofollow(holder).decode(errors="replace").strip()
+                say(f"hardway: waiting for {who or 'another hardway command'} to finish "
                     "(one writing command at a time) ...")
             fcntl.flock(fd, fcntl.LOCK_EX)
-        if what:
-            with contextlib.suppress(OSError):  # who holds it: best effort (a full disk)
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"`hardway {what}` (pid {os.getpid()})\n".encode(), 0)
+        named = bool(what and holder is not None)
+        if named:
+            assert holder is not None
+            with contextlib.suppress(OSError):  # who holds it: best effort
+                holder.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                write_atomic(holder, f"`hardway {what}` (pid {os.getpid()})\n".encode(), 0o644)
         _held[key] = 1
         try:
             yield
         finally:
             _held[key] = 0
-            if what:
+            if named:
+                assert holder is not None
                 with contextlib.suppress(OSError):
-                    os.ftruncate(fd, 0)
+                    holder.unlink()
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

@@ -113,7 +113,7 @@ def _edit(paths: Paths, key_names: list[str], change: Any, dry_run: bool) -> int
         try:
             paths.etc.mkdir(mode=0o700, parents=True, exist_ok=True)
             stack.enter_context(locked(paths.lock_file, "" if dry_run else "config edit",
-                                       print))
+                                       print, paths.lock_holder))
         except OSError as e:
             hint = " (run it as root: sudo hardway ...)" if isinstance(e, PermissionError) else ""
             raise FileWriteError(f"cannot lock {paths.lock_file} to change "

@@ -70,7 +70,7 @@ def cmd_install(args: argparse.Namespace, paths: Paths) -> int:
     from hardway.apply.files import locked
 
     # one writing command at a time, from the first step to the last restart
-    with locked(paths.lock_file, "install", print):
+    with locked(paths.lock_file, "install", print, paths.lock_holder):
         install(paths, System(), Options(
             admins=admins, wheelhouse=args.wheelhouse, traefik_binary=args.traefik_binary,
             wait_timeout=args.timeout))

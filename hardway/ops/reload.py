@@ -51,7 +51,7 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
            dry_run: bool = False, out: Callable[[str], None] = print,
            timeout: float = 120, acme_wait: float = 90) -> Outcome:
     force = force or set()
-    with locked(paths.lock_file, "" if dry_run else "config reload", out):
+    with locked(paths.lock_file, "" if dry_run else "config reload", out, paths.lock_holder):
         pending = None if dry_run else txn.load_pending(paths.pending_change)
         if pending:
             out(f"hardway: {pending.describe()} was interrupted; this reload finishes it "
