@@ -47,10 +47,11 @@ def answers() -> bool:
 
 
 SPAWN = """
-import subprocess, sys
+import os, subprocess, sys
 with open(sys.argv[1], "wb") as log:
     p = subprocess.Popen(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
+                         stdin=subprocess.DEVNULL, start_new_session=True,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})  # a SIGKILL keeps it
 print(p.pid)
 """
 

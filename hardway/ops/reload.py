@@ -127,7 +127,6 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
             # what differs from what runs, what was asked for, and what a choice's
             # install() asked for
             restart = txn.to_restart(plan, code) | {UNIT_OF[c] for c in force} | ctx.restart
-            since = time.strftime("%Y-%m-%d %H:%M:%S")
             restarted = restart_units(system, plan.unit_files_changed() or bool(
                 plan.dropped_units), restart, settings, timeout)
             txn.write_json(paths.manifest, plan.owned)
@@ -156,7 +155,7 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         else:
             out("restarted: " + (", ".join(restarted) or "nothing (no restart needed)"))
         if PROXY_UNIT in restarted and tls.source(settings) == "acme":
-            out(acme_outcome(system, settings, since, acme_wait))
+            out(acme_outcome(system, settings, acme_wait))
         return Outcome(changed, restarted, installed)
 
 
@@ -165,11 +164,16 @@ ACME_FAILURE = re.compile(r"Unable to obtain ACME certificate|Cannot retrieve th
                           r"challenge|The ACME resolver .* is skipped|unable to get ACME account")
 
 
-def acme_outcome(system: System, settings: Settings, since: str, wait: float) -> str:
+def acme_outcome(system: System, settings: Settings, wait: float) -> str:
     """After the proxy restarted with an ACME resolver: wait until the CA's certificate is
     served, or until Traefik logs why it is not, and say which. The hub already answers
     either way (Traefik serves a placeholder meanwhile), so this never fails the reload."""
     domains = settings["https.letsencrypt.domains"]
+    # this start of the proxy only: an error the stopped one logged in the same second
+    # is not this one's
+    invocation = (system.run(["systemctl", "show", "--property=InvocationID", "--value",
+                              PROXY_UNIT], check=False).stdout or "").strip()
+    where = [f"_SYSTEMD_INVOCATION_ID={invocation}"] if invocation else ["-u", PROXY_UNIT]
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -178,8 +182,8 @@ def acme_outcome(system: System, settings: Settings, since: str, wait: float) ->
                 return f"https: certificate from the ACME CA: {s.describe()}"
         except OSError:
             pass
-        log = system.run(["journalctl", "--no-pager", "-o", "cat", "-u", PROXY_UNIT,
-                          "--since", since], check=False).stdout or ""
+        log = system.run(["journalctl", "--no-pager", "-o", "cat", *where],
+                         check=False).stdout or ""
         errors = [ln.strip() for ln in log.splitlines() if ACME_FAILURE.search(ln)]
         if errors:
             return (f"warning: the ACME CA gave no certificate for {', '.join(domains)}; "
