@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import install_fresh
+from conftest import install_fresh, process_owners
 from hubclient import HubUser, wait_for_hub
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,18 +140,6 @@ def services(host) -> dict:
     return r.json()
 
 
-#: the accounts the idle culler's processes run as (the container has no procps)
-CULLER_OWNERS = r"""
-import os, pwd
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        if b"jupyterhub_idle_culler" in open(f"/proc/{pid}/cmdline", "rb").read():
-            print(pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name)
-    except OSError:
-        pass
-"""
-
-
 def test_a_plugin_adding_a_service_sits_next_to_the_culler(host, wheels):
     install(host, wheels, "sample")
     r = hw(host, "config", "reload")
@@ -162,7 +150,7 @@ def test_a_plugin_adding_a_service_sits_next_to_the_culler(host, wheels):
     assert "idle-culler" in found["idle-culler"]["roles"], found["idle-culler"]
     assert "sample-reporter" in found["sample-reporter"]["roles"], found["sample-reporter"]
     # the culler still runs, as its own account
-    owners = host.c.run(["python3", "-c", CULLER_OWNERS]).stdout.split()
+    owners = process_owners(host.c, "jupyterhub_idle_culler")
     assert owners == ["hardway-services"], owners
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BOOTSTRAP, Installed, record
+from conftest import BOOTSTRAP, Installed, process_owners, record
 from harness import Container
 from hubclient import HubError, HubUser, wait_for_hub
 
@@ -366,21 +366,10 @@ def exposure(c, unit: str) -> float:
     return float(found.group(1))
 
 
-CULLER_USER = r"""
-import os, pwd
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        if b"jupyterhub_idle_culler" in open(f"/proc/{pid}/cmdline", "rb").read():
-            print(pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name)
-    except OSError:
-        pass
-"""
-
-
 def test_09_services_hardened(hub):
     c = hub.c
     scores = {u: exposure(c, u) for u in (HUB, PROXY)}
-    culler = c.run(["python3", "-c", CULLER_USER]).stdout.split()
+    culler = process_owners(c, "jupyterhub_idle_culler")
     record("security-exposure", {
         "figure": scores, "unit": "systemd-analyze security exposure (0 best, 10 worst)",
         "how": "systemd-analyze security on the booted Debian 12 host after install",
