@@ -80,6 +80,11 @@ class Paths:
         return self.state / "netpolicy.nft"
 
     @property
+    def doctor_token(self) -> Path:
+        """The API token of `hardway doctor`'s read-only hub service (root-only)."""
+        return self.secrets / "doctor_api_token"
+
+    @property
     def hub_dir(self) -> Path:
         return self.state / "hub"
 

@@ -114,6 +114,28 @@ def cmd_lti(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace, paths: Paths) -> int:
+    from hardway.ops import doctor
+
+    if os.geteuid() != 0:
+        raise UsageError("doctor reads other users' processes, the proxy's files and root-only "
+                         "secrets: run it as root (sudo hardway doctor)")
+    findings = doctor.diagnose(paths)
+    if args.json:
+        sys.stdout.write(doctor.to_json(findings))
+        return doctor.exit_code(findings)
+    width = max(len(f.id) for f in findings)
+    for f in findings:
+        print(f"{f.status:<8} {f.id:<{width}}  {f.what}")
+        if f.status in (doctor.PROBLEM, doctor.WARNING) and f.fix:
+            print(f"{'':<8} {'':<{width}}  fix: {f.fix}")
+    problems = sum(f.status == doctor.PROBLEM for f in findings)
+    warnings = sum(f.status == doctor.WARNING for f in findings)
+    print(f"hardway doctor: {problems} problem(s), {warnings} warning(s), "
+          f"{len(findings)} check(s)")
+    return doctor.exit_code(findings)
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="hardway", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hardway {__version__}")
@@ -132,6 +154,12 @@ def build_parser() -> ArgumentParser:
 
     p = sub.add_parser("status", help="state of the services and where things come from")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("doctor", help="check the installation; each problem with its fix "
+                       "(exit 1 when something is wrong)")
+    p.add_argument("--json", action="store_true",
+                   help="a JSON list of findings (id, status, what, fix) for monitoring")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("lti", help="what the LMS admin must paste (auth.type lti11/lti13)")
     p.set_defaults(func=cmd_lti)
@@ -172,8 +200,8 @@ def finish_interrupted(args: argparse.Namespace, paths: Paths) -> None:
     `install` and `config reload` do this themselves as part of their work."""
     if os.geteuid() != 0 or not paths.pending_change.exists():
         return
-    if args.command == "install" or getattr(args, "verb", None) == "reload":
-        return
+    if args.command in ("install", "doctor") or getattr(args, "verb", None) == "reload":
+        return  # doctor only looks: it reports the interrupted change
     from hardway.apply.system import System
     from hardway.ops.reload import reload
 

@@ -103,6 +103,7 @@ def secrets_step(paths: Paths) -> list[str]:
     pw_file = paths.secrets / "proxy_api_password"
     hash_file = paths.secrets / "proxy_api_password.bcrypt"
     changes += ensure_secret(pw_file, lambda: secrets.token_urlsafe(32))
+    changes += ensure_secret(paths.doctor_token, lambda: secrets.token_hex(32))
     password = read_secret(pw_file).encode()
     current = hash_file.read_bytes().strip() if hash_file.is_file() else b""
     if not current.startswith(API_HASH_PREFIX) or not bcrypt.checkpw(password, current):
@@ -132,6 +133,7 @@ def read_inputs(registry: Registry, settings: Settings,
         wanted += registry.call(choice, "inputs", settings, paths)
     for key in settings.decl:
         wanted += secret_files(settings[key.name])
+    wanted.append(paths.doctor_token)  # the core hub config's doctor service
     out: dict[Path, bytes | None] = {}
     for path in wanted:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ from .checks import check_rendered, check_traefik
 from .install import (
     HUB_UNIT,
     PROXY_UNIT,
+    ensure_secret,
     hub_env,
     hub_env_fingerprint,
     public_secrets,
@@ -82,6 +84,10 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
             restart |= txn.to_restart(plan, code) | {UNIT_OF[c] for c in force}
             out("would restart: " + (", ".join(sorted(restart)) or "nothing"))
             return Outcome(changed, sorted(restart), [])
+        # the doctor's hub token (a hub installed before `hardway doctor` existed gets
+        # one here; the hub restarts once to learn it)
+        for line in ensure_secret(paths.doctor_token, lambda: secrets.token_hex(32)):
+            out(line)
         # the whole rendered set is checked before any side effect (packages, users,
         # files); when packages are missing, the hub config (which imports the chosen
         # classes) is checked again once they are there. The running hub does not load

@@ -62,6 +62,11 @@ def memory_limit(value: str | None, total: int) -> str | None:
     return f"{quarter // MIB}M"
 
 
+#: the hub service `hardway doctor` authenticates as, and all it may do
+DOCTOR_SERVICE = "hardway-doctor"
+DOCTOR_SCOPES = ("list:users", "read:servers")
+
+
 def core_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
     """The JupyterHub settings every installation shares, whatever the plugins."""
     p = ctx.paths
@@ -89,6 +94,15 @@ def core_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
     hub: dict[str, Any] = {}
     if settings["branding.logo"]:
         hub["logo_file"] = settings["branding.logo"]
+    token = ctx.inputs.get(p.doctor_token)
+    if token and token.strip():
+        # `hardway doctor` compares the proxy's routes with the servers the hub runs: a
+        # service with no process and no URL, its token in a root-only file, allowed to
+        # list users and read their servers, nothing else
+        hub["services"] = [{"name": DOCTOR_SERVICE, "api_token": token.decode().strip()}]
+        hub["load_roles"] = [{"name": DOCTOR_SERVICE, "description": "hardway doctor: "
+                              "read-only view of users' servers",
+                              "scopes": list(DOCTOR_SCOPES), "services": [DOCTOR_SERVICE]}]
     return {
         "JupyterHub": {
             **hub,
