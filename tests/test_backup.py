@@ -295,3 +295,32 @@ def test_uninstall_without_yes_says_what_it_would_remove(tmp_path, monkeypatch, 
     assert "remove the unix accounts of hub users AND their homes" in out
     assert "uninstall --yes --purge" in err
     assert paths.hub_db.exists() and paths.config_file.exists()
+
+
+def test_restore_refuses_settings_naming_a_plugin_not_installed_here(tmp_path):
+    paths = Paths(tmp_path / "a")
+    paths.etc.mkdir(parents=True)
+    make_hub(paths)
+    # a CA bundle the settings name is not on the new machine yet: that is no reason to
+    # refuse (the archive brings it); an authenticator that is not installed is
+    from hardway import tls
+
+    ca = paths.etc / "ca.pem"
+    ca.write_bytes(tls.make_self_signed(["ca.example.edu"]).cert_pem)
+    write_config(paths, "https:\n  enabled: true\n  self_signed: false\n  letsencrypt:\n"
+                 f"    domains: [hub.example.edu]\n    ca_certificates: [{ca}]\n",
+                 "60-https.yaml")
+    good = bk.check(bk.backup(paths, tmp_path / "good.tar.gz").path)
+    ca.unlink()
+    registry = Registry(make_manager(load_entrypoints=False))
+    bk.validate_settings(good, Paths(tmp_path / "b"), registry)
+
+    def other_auth(name, data):
+        return data + b"auth:\n  type: saml\n" if name.endswith("/config.yaml") else data
+
+    bad = tmp_path / "bad.tar.gz"
+    rewrite(good.path, bad, other_auth)
+    m = json.loads(tarfile.open(bad).extractfile(bk.MANIFEST).read())
+    assert m  # the manifest is stale now: validate_settings alone is what is tested
+    with pytest.raises(UsageError, match=r"auth\.type is 'saml'.*nothing was changed"):
+        bk.validate_settings(bk.Archive(bad, m), Paths(tmp_path / "b"), registry)

@@ -661,8 +661,12 @@ def user_units(system: System) -> list[str]:
 
 
 def validate_settings(archive: Archive, paths: Paths, registry: Registry) -> None:
-    """The archive's settings must load here (its plugins installed, its values valid)
-    before anything is changed."""
+    """The archive's settings must parse here and name installed plugins before anything
+    is changed. (Checks that read the files settings name, a CA bundle say, run in the
+    reload at the end, once those files are back.)"""
+    from hardway.plugin.contract import KINDS
+    from hardway.settings import merge, read_layers
+
     etc = member_name(paths, paths.etc)
     with tempfile.TemporaryDirectory(prefix=".hardway-restore-") as stage, \
             tarfile.open(archive.path, "r:*") as tar:
@@ -670,18 +674,27 @@ def validate_settings(archive: Archive, paths: Paths, registry: Registry) -> Non
         for m in tar.getmembers():
             if m.isfile() and m.name.startswith(etc + "/"):
                 rel = PurePosixPath(m.name).relative_to(etc)
-                target = staged.etc.joinpath(*rel.parts)
                 if ".." in rel.parts:
                     continue
+                target = staged.etc.joinpath(*rel.parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 data = tar.extractfile(m)
                 assert data is not None
                 target.write_bytes(data.read())
         try:
-            load_settings(staged, registry)
+            decl = registry.declarations()
+            settings = merge(decl, read_layers(staged.config_file, staged.config_d, decl))
+            for kind in KINDS:
+                name = settings[f"{kind}.type"]
+                if name not in registry.choices[kind]:
+                    raise ConfigError(f"{kind}.type is {name!r}, and no {kind} plugin of that "
+                                      f"name is installed here (installed: "
+                                      f"{', '.join(registry.names(kind))}); install it with "
+                                      "bootstrap.py --plugin SPEC first")
         except ConfigError as e:
+            msg = " ".join(str(e).split()).replace(str(staged.root), "")
             raise UsageError(f"the settings in {archive.path} do not validate on this "
-                             f"machine: {e}; nothing was changed") from None
+                             f"machine: {msg}; nothing was changed") from None
 
 
 def restore(paths: Paths, system: System, path: Path, out: Callable[[str], None] = print,
