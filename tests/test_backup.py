@@ -324,3 +324,65 @@ def test_restore_refuses_settings_naming_a_plugin_not_installed_here(tmp_path):
     assert m  # the manifest is stale now: validate_settings alone is what is tested
     with pytest.raises(UsageError, match=r"auth\.type is 'saml'.*nothing was changed"):
         bk.validate_settings(bk.Archive(bad, m), Paths(tmp_path / "b"), registry)
+
+
+class RecordingSystem:
+    """Records commands instead of running them (no systemd here)."""
+
+    def __init__(self):
+        self.commands: list[list[str]] = []
+
+    def run(self, cmd, check=True, **kw):
+        self.commands.append(list(cmd))
+        return types.SimpleNamespace(returncode=0, stdout="")
+
+    def systemctl(self, *args, check=True):
+        return self.run(["systemctl", *args], check=check)
+
+    def user_exists(self, name):
+        return False
+
+    def group_exists(self, name):
+        return False
+
+
+def test_uninstall_backs_up_first_removes_everything_and_a_rerun_finishes(tmp_path):
+    from hardway.ops import uninstall as un
+
+    paths = Paths(tmp_path)
+    paths.etc.mkdir(parents=True)
+    make_hub(paths)
+    for d in (paths.hub_venv / "bin", paths.cache / "uv", paths.log_dir):
+        d.mkdir(parents=True)
+    unit = paths.unit("jupyterhub.service")
+    unit.parent.mkdir(parents=True)
+    unit.write_text("[Unit]\n")
+    stray = tmp_path / "srv" / "rendered-elsewhere.toml"  # a file the manifest lists
+    stray.parent.mkdir()
+    stray.write_text("x")
+    paths.manifest.write_text(json.dumps({str(stray): "proxy", str(unit): "hub"}))
+    paths.cli_link.parent.mkdir(parents=True)
+    paths.cli_link.symlink_to(paths.hub_venv / "bin" / "hardway")
+    system = RecordingSystem()
+    said: list[str] = []
+    final = un.uninstall(paths, system, purge=False, out=said.append, accounts=list)
+    assert final is not None and final.parent == paths.backups
+    assert final.name.endswith("-uninstall.tar.gz")
+    assert (final.stat().st_mode & 0o777) == 0o600
+    assert (paths.backups.stat().st_mode & 0o777) == 0o700
+    # the archive was written before anything was removed: it holds the database
+    assert "files/var/lib/hardway/jupyterhub.sqlite" in bk.check(final).entries
+    for gone in (paths.state, paths.etc, paths.cache, paths.log_dir, paths.prefix, unit,
+                 stray, paths.cli_link):
+        assert not os.path.lexists(gone), gone
+    assert ["systemctl", "disable", "--now", "jupyterhub.service"] in system.commands
+    assert ["nft", "delete", "table", "inet", "hardway"] in system.commands
+    assert any(f"final backup written to {final}" in line for line in said)
+    # a second run (say the first was interrupted late): nothing to back up, says so
+    said.clear()
+    assert un.uninstall(paths, RecordingSystem(), purge=False, out=said.append,
+                        accounts=list) is None
+    assert any("no hub state left to back up" in line and str(final) in line for line in said)
+    # --purge removes the final archives too
+    un.uninstall(paths, RecordingSystem(), purge=True, out=said.append, accounts=list)
+    assert not paths.backups.exists()

@@ -20,7 +20,7 @@ from hardway.apply import transaction as txn
 from hardway.apply.system import System
 from hardway.paths import Paths
 
-from .backup import ACCOUNT_MARKER, ADMIN_GROUP, backup, hub_accounts, user_units
+from .backup import ACCOUNT_MARKER, ADMIN_GROUP, Account, backup, hub_accounts, user_units
 from .install import HUB_UNIT, PROXY_UNIT
 
 NETPOLICY_UNIT = "hardway-netpolicy.service"
@@ -39,7 +39,8 @@ class Plan:
     accounts: list[str]
 
 
-def plan(paths: Paths, system: System) -> Plan:
+def plan(paths: Paths, system: System,
+         accounts: Callable[[], list[Account]] = hub_accounts) -> Plan:
     owned = [Path(p) for p in txn.read_json(paths.manifest)]
     unit_files = [paths.unit(u) for u in UNITS]
     files = sorted({*unit_files, *owned, paths.cli_link})
@@ -47,7 +48,7 @@ def plan(paths: Paths, system: System) -> Plan:
     return Plan(units=[*user_units(system), *UNITS],
                 files=[f for f in files if os.path.lexists(f)],
                 trees=[t for t in trees if os.path.lexists(t)],
-                accounts=[a.name for a in hub_accounts()])
+                accounts=[a.name for a in accounts()])
 
 
 def describe(p: Plan, paths: Paths, purge: bool) -> list[str]:
@@ -104,10 +105,12 @@ def _rm(path: Path) -> bool:
 
 
 def uninstall(paths: Paths, system: System, purge: bool,
-              out: Callable[[str], None] = print) -> Path | None:
+              out: Callable[[str], None] = print,
+              accounts: Callable[[], list[Account]] = hub_accounts) -> Path | None:
     """Remove hardway; returns the final archive written (None when there was no state
-    left to back up: a second run after an interrupted one)."""
-    p = plan(paths, system)
+    left to back up: a second run after an interrupted one). ``accounts``: the hub
+    users' unix accounts (tests give their own)."""
+    p = plan(paths, system, accounts)
     archive = None
     if paths.config_file.exists() or paths.hub_db.exists():
         written = backup(paths, suffix=FINAL_SUFFIX)
@@ -140,7 +143,7 @@ def uninstall(paths: Paths, system: System, purge: bool,
         system.run(["userdel", PROXY_USER], check=False)
         out(f"removed the system user {PROXY_USER}")
     if purge:
-        for a in hub_accounts():
+        for a in accounts():
             kill_processes_of(a.name)
             system.run(["userdel", "--remove", a.name], check=False)
             home = paths.root / a.home.lstrip("/")
@@ -161,7 +164,7 @@ def uninstall(paths: Paths, system: System, purge: bool,
         archive = None
     if _rm(paths.prefix):
         out(f"removed {paths.prefix}/")
-    kept = [a.name for a in hub_accounts()]
+    kept = [a.name for a in accounts()]
     out("hardway: uninstalled." + (f" Kept the accounts and homes of {', '.join(kept)}."
                                    if kept else "")
         + (f" Final backup: {archive}" if archive else ""))
