@@ -152,6 +152,11 @@ class Paths:
     def firstuse_db(self) -> Path:
         return self.state / "firstuse" / "passwords.dbm"
 
+    @property
+    def backups(self) -> Path:
+        """Where `hardway backup` (and `uninstall`'s final backup) writes archives."""
+        return self._p("var", "backups", "hardway")
+
     # --- logs and units
     @property
     def log_dir(self) -> Path:

@@ -136,6 +136,43 @@ def cmd_doctor(args: argparse.Namespace, paths: Paths) -> int:
     return doctor.exit_code(findings)
 
 
+def cmd_backup(args: argparse.Namespace, paths: Paths) -> int:
+    from hardway.ops.backup import backup
+
+    require_root()
+    w = backup(paths, args.output, homes=args.homes)
+    homes = f", homes of {w.accounts} account(s)" if args.homes else ""
+    print(f"hardway: backup written to {w.path} ({w.entries} entries, "
+          f"{w.size / 1e6:.1f} MB, hub database revision {w.revision or '-'}{homes}); "
+          "root-only: it holds the hub's secrets")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, paths: Paths) -> int:
+    from hardway.apply.system import System
+    from hardway.ops.backup import restore
+
+    require_root()
+    restore(paths, System(), args.archive, timeout=args.timeout)
+    print(f"hardway: restored {args.archive}; the hub answers")
+    return 0
+
+
+def cmd_uninstall(args: argparse.Namespace, paths: Paths) -> int:
+    from hardway.apply.system import System
+    from hardway.ops.uninstall import describe, plan, uninstall
+
+    require_root()
+    system = System()
+    if not args.yes:
+        for line in describe(plan(paths, system), paths, args.purge):
+            print(line)
+        raise UsageError("nothing was removed: run `hardway uninstall --yes"
+                         + (" --purge" if args.purge else "") + "` to do this")
+    uninstall(paths, system, args.purge)
+    return 0
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="hardway", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hardway {__version__}")
@@ -163,6 +200,28 @@ def build_parser() -> ArgumentParser:
 
     p = sub.add_parser("lti", help="what the LMS admin must paste (auth.type lti11/lti13)")
     p.set_defaults(func=cmd_lti)
+
+    p = sub.add_parser("backup", help="write the hub's state to one root-only archive")
+    p.add_argument("--homes", action="store_true",
+                   help="include hub users' home directories (owners kept by name)")
+    p.add_argument("-o", "--output", type=Path, metavar="PATH",
+                   help="archive file, or a directory for the default name "
+                        "(default: /var/backups/hardway/hardway-HOST-STAMP.tar.gz)")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="put a backup archive back (on a bootstrapped host)")
+    p.add_argument("archive", type=Path, metavar="ARCHIVE")
+    p.add_argument("--timeout", type=float, default=180.0,
+                   help="seconds to wait for the hub to answer (default 180)")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("uninstall", help="remove hardway (a final backup first; homes kept)")
+    p.add_argument("--purge", action="store_true",
+                   help="also remove hub users' unix accounts, their homes and the final "
+                        "backup archive")
+    p.add_argument("--yes", action="store_true",
+                   help="do it (without --yes: print what would be removed, change nothing)")
+    p.set_defaults(func=cmd_uninstall)
 
     from .config import add_config_parser
 
@@ -200,8 +259,9 @@ def finish_interrupted(args: argparse.Namespace, paths: Paths) -> None:
     `install` and `config reload` do this themselves as part of their work."""
     if os.geteuid() != 0 or not paths.pending_change.exists():
         return
-    if args.command in ("install", "doctor") or getattr(args, "verb", None) == "reload":
-        return  # doctor only looks: it reports the interrupted change
+    if args.command in ("install", "doctor", "uninstall") or getattr(args, "verb", None) \
+            == "reload":
+        return  # doctor only looks (it reports it); uninstall removes what a change left
     from hardway.apply.system import System
     from hardway.ops.reload import reload
 

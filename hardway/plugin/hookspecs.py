@@ -29,6 +29,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from hardway.paths import Paths
     from hardway.settings import Key, Settings
 
     from .contract import Choice, Context
@@ -152,4 +155,19 @@ def hardway_new_user(unix_name: str, hub_name: str, admin: bool, settings: Setti
     for a hub user (not for existing users). Return value ignored. A plugin that raises
     is left out with a warning naming it in the hub's log, and the server still starts:
     the account exists by then, and this hook only adds to it.
+    """
+
+
+@hookspec
+def hardway_backup_paths(settings: Settings, paths: Paths) -> list[Path]:
+    """State this plugin keeps on the machine, to go into ``hardway backup`` archives.
+
+    Called by ``hardway backup`` (and by ``hardway uninstall``, which writes a final
+    backup first); results from every plugin are merged. Return a list of absolute
+    ``pathlib.Path`` (files or directories; ``[]`` for none; a path that does not exist
+    is skipped). ``hardway restore`` puts each back where it was, with its mode and its
+    owner by name. Paths under ``paths.root`` only: the hub database, config.yaml,
+    config.d, the secrets and the ACME stores are hardway's own and need no listing.
+    A failure (raising, or not a list of Path) is an error naming the plugin: a backup
+    silently missing a plugin's state would restore a hub that has lost it.
     """

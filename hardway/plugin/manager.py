@@ -217,6 +217,7 @@ def _policies() -> dict[str, Policy]:
         "hardway_traefik_dynamic": Policy(TRAEFIK),
         "hardway_post_install": Policy(IGNORED),
         "hardway_new_user": Policy(IGNORED, skip=True),
+        "hardway_backup_paths": Policy(_list_of(Path, "pathlib.Path objects")),
     }
 
 

@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from hardway.apply.files import ensure_dir, locked
-from hardway.plugin import Choice, ConfigError, Context, Key, Settings, hookimpl, hub_url
+from hardway.plugin import (
+    Choice,
+    ConfigError,
+    Context,
+    Key,
+    Paths,
+    Settings,
+    hookimpl,
+    hub_url,
+)
 from hardway.plugin import keytypes as kt
 
 #: bcrypt hashes at most this many bytes of a password (bcrypt >= 5 refuses longer ones)
@@ -181,3 +190,10 @@ def _hub_url(settings: Settings) -> str:
 @hookimpl
 def hardway_choices() -> list[Choice]:
     return [FirstUse()]
+
+
+@hookimpl
+def hardway_backup_paths(settings: Settings, paths: Paths) -> list[Path]:
+    """The password database (whatever files the dbm backend made, and its lock) goes
+    into backups whichever authenticator is chosen now: the passwords outlive a switch."""
+    return [paths.firstuse_db.parent]

@@ -18,6 +18,9 @@ from hardway.plugin import keytypes as kt
 from hardway.render import HEADER, render_unit
 
 ADMIN_GROUP = "jupyterhub-admins"
+#: how the comment (GECOS) field of every unix account the spawner creates begins: the
+#: hub user it belongs to follows (backup, restore and uninstall find accounts by it)
+ACCOUNT_MARKER = "hardway hub user "
 MAX_UNIX_NAME = 32
 NETPOLICY_UNIT = "hardway-netpolicy.service"
 NFT_TABLE = "hardway"

@@ -12,7 +12,7 @@ from typing import Any
 from systemdspawner import SystemdSpawner
 from traitlets import Bool, Integer, Unicode, default
 
-from .systemd import EXISTING_NAME, unix_name
+from .systemd import ACCOUNT_MARKER, EXISTING_NAME, unix_name
 
 _user_lock = asyncio.Lock()  # useradd/usermod must not run concurrently (passwd lock)
 _starting: asyncio.Semaphore | None = None
@@ -146,8 +146,8 @@ class HardwaySystemdSpawner(SystemdSpawner):
 def owner_comment(hub_name: str) -> str:
     """The unix account's comment field: which hub user owns it (no ':' or ',' allowed)."""
     if re.fullmatch(r"[A-Za-z0-9._@+-]+", hub_name):
-        return f"hardway hub user {hub_name}"
-    return f"hardway hub user sha256-{hashlib.sha256(hub_name.encode()).hexdigest()[:32]}"
+        return f"{ACCOUNT_MARKER}{hub_name}"
+    return f"{ACCOUNT_MARKER}sha256-{hashlib.sha256(hub_name.encode()).hexdigest()[:32]}"
 
 
 def _group_members(group: str) -> list[str]:
