@@ -249,7 +249,11 @@ class Env:
             changes.append(f"rebuilt {self.path}: Python changed from {have} to "
                            f"{current_python_version()}")
         if not (self.path / "bin" / "python").exists():
-            system.run([uv, "venv", "--python", base_python(), str(self.path)], env=env)
+            # a directory left without a Python (`uv venv` cut short) is replaced: uv
+            # refuses to create a venv over an existing directory otherwise
+            clear = ["--clear"] if self.path.exists() else []
+            system.run([uv, "venv", *clear, "--python", base_python(), str(self.path)],
+                       env=env)
             if not changes:
                 changes.append(f"created {self.path}")
         python = str(self.path / "bin" / "python")

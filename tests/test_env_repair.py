@@ -228,3 +228,23 @@ def test_a_clean_env_without_marker_is_not_repaired(venv, tmp_path):
     assert "--reinstall-package" not in system.commands[0]
     assert not any(c.startswith("repaired") for c in changes)
     assert not env.marker.exists()
+
+
+def test_a_venv_left_without_python_is_recreated_with_clear(tmp_path):
+    """`uv venv` cut short leaves a directory uv otherwise refuses to create a venv over."""
+    venv = tmp_path / "user"
+    (venv / "lib").mkdir(parents=True)
+    pins = tmp_path / "pins.txt"
+    pins.write_text("")
+    env = pyenv.Env(venv, ["jupyterlab"], pins)
+
+    class Creates(FakeSystem):
+        def run(self, cmd, **kw):
+            if cmd[1] == "venv":
+                (venv / "bin").mkdir(exist_ok=True)
+                (venv / "bin" / "python").touch()
+            return super().run(cmd, **kw)
+
+    system = Creates()
+    env.ensure(system, "uv")
+    assert system.commands[0][:3] == ["uv", "venv", "--clear"]
