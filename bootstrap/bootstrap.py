@@ -310,6 +310,10 @@ def record_damage(venv):
                 continue
             if entry.endswith(".data") and "-" in entry:
                 leftovers.append(path)
+                dist_info = path[:-len(".data")] + ".dist-info"
+                if os.path.isfile(os.path.join(dist_info, "RECORD")):
+                    # installed, but its data files were never all moved out
+                    files.setdefault(canonical_name(entry.split("-")[0]), []).append(path)
             if not entry.endswith(".dist-info"):
                 continue
             name = canonical_name(entry.split("-")[0])
