@@ -310,6 +310,10 @@ def record_damage(venv):
                 continue
             if entry.endswith(".data") and "-" in entry:
                 leftovers.append(path)
+                dist_info = path[:-len(".data")] + ".dist-info"
+                if os.path.isfile(os.path.join(dist_info, "RECORD")):
+                    # installed, but its data files were never all moved out
+                    files.setdefault(canonical_name(entry.split("-")[0]), []).append(path)
             if not entry.endswith(".dist-info"):
                 continue
             name = canonical_name(entry.split("-")[0])
@@ -427,7 +431,8 @@ def run(args, inst):
         shutil.rmtree(HUB_VENV)
     # a run that was interrupted (the marker is still there) first finds what it left
     found = ({}, {}, [])
-    if os.path.exists(marker) and os.path.exists(py):
+    interrupted = os.path.exists(marker) and os.path.exists(py)
+    if interrupted:
         found = record_damage(HUB_VENV)
         inst.log.write("interrupted earlier; damaged: {}\n".format(
             describe_damage(found) or "nothing"))
@@ -448,6 +453,8 @@ def run(args, inst):
                                                name + "-*.dist-info")):
                 shutil.rmtree(path)
         inst.run([py, "-m", "ensurepip", "--default-pip"], env=env)
+        if interrupted and "pip" not in repaired:
+            repaired.append("pip")
 
     inst.step("uv " + UV_VERSION)
     uv = os.path.join(HUB_VENV, "bin", "uv")

@@ -136,14 +136,16 @@ def site_packages(c: Container, venv: str) -> list[Path]:
     return list(c.path(venv).glob("lib/python3*/site-packages"))
 
 
-def unpacking(c: Container, venv: str, package_data: str, data_dir: str) -> Callable[[], bool]:
-    """True once uv is linking ``package_data`` into ``venv``: its NAME-VERSION.data dir
-    is in site-packages (its data files are being moved out) or its data dir appeared."""
+def unpacking(c: Container, venv: str, pattern: str) -> Callable[[], bool]:
+    """True while uv is moving the data files of a package matching ``pattern`` into
+    ``venv``: its dist-info is in site-packages and so is its NAME-VERSION.data dir (the
+    state that left JupyterHub without its templates)."""
     def cond() -> bool:
-        if c.path(venv + data_dir).exists():
-            return True
-        return any(next(s.glob(package_data), None) is not None
-                   for s in site_packages(c, venv))
+        for s in site_packages(c, venv):
+            for data in s.glob(pattern + ".data"):
+                if data.with_suffix(".dist-info").is_dir():
+                    return True
+        return False
     return cond
 
 
@@ -152,18 +154,19 @@ def pip_unpacking_uv(c: Container) -> Callable[[], bool]:
 
 
 POINTS: dict[str, Callable[[Container, Background], float]] = {
-    "hub-unpack": lambda c, bg: bg.kill_when(
-        unpacking(c, HUB, "jupyterhub-*.data", "/share/jupyterhub/templates"),
-        "uv unpacking jupyterhub into " + HUB),
+    "hub-unpack": lambda c, bg: bg.kill_when(unpacking(c, HUB, "jupyterhub-*"),
+                                             "uv unpacking jupyterhub into " + HUB),
     "pip-unpack-uv": lambda c, bg: bg.kill_when(pip_unpacking_uv(c),
                                                 "pip unpacking uv into " + HUB),
-    "user-unpack": lambda c, bg: bg.kill_when(
-        unpacking(c, USER, "*.data", "/share/jupyter/lab"), "uv unpacking into " + USER),
+    "user-unpack": lambda c, bg: bg.kill_when(unpacking(c, USER, "*"),
+                                              "uv unpacking into " + USER),
     "configuration-files": lambda c, bg: bg.kill_when(
         lambda: bg.saw(r"\] post-install \.\.\."), "configuration files written"),
     "services": lambda c, bg: bg.kill_when(
-        lambda: bg.saw(r"\] services \.\.\."), "the services step", delay=0.5),
+        lambda: bg.saw(r"\] services \.\.\."), "the services step", delay=0.1),
 }
+#: where the kill leaves a package half-unpacked: the re-run must say it repaired it
+REPAIRS = {"hub-unpack": HUB, "user-unpack": USER}
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +200,10 @@ def test_killed_then_rerun_gives_a_working_hub(host: Installed, point: str):
                                          f"{point}, then run again to completion"})
     print(f"--- killed at {point} after {waited:.2f} s; output until then:\n"
           f"{partial[-1500:]}\n--- re-run:\n{r.stdout[-2500:]}")
+
+    if point in REPAIRS:
+        assert any(f"repaired {REPAIRS[point]} after an interrupted install" in line
+                   for line in repaired), r.stdout[-3000:]
 
     page = requests.get(host.base + "/hub/login", timeout=30)
     assert page.status_code == 200, page.text[:500]

@@ -132,14 +132,22 @@ def test_the_pyenv_report_names_file_and_reason(venv):
     assert "login.html (missing)" in found.describe()
 
 
+@CHECKS
+def test_data_files_not_moved_out_name_their_package(venv, check):
+    """Killed after a wheel was unpacked but before its .data files were moved into the
+    venv: its RECORD may still list them inside NAME-VERSION.data, where they are."""
+    (venv / SITE / "traitlets-1.0.data" / "data" / "share").mkdir(parents=True)
+    assert check(venv) == (["traitlets"], [])
+
+
 def test_leftover_data_dirs_are_found_and_cleared(venv):
-    junk = venv / SITE / "jupyterhub-6.1.1.data" / "data" / "share"
+    junk = venv / SITE / "notebook-7.0.data" / "data" / "share"  # notebook: not installed
     junk.mkdir(parents=True)
     found = pyenv.damage(venv)
     assert not found  # junk, not damage: removed before the install, never fatal
-    assert found.leftovers == [venv / SITE / "jupyterhub-6.1.1.data"]
+    assert found.leftovers == [venv / SITE / "notebook-7.0.data"]
     pyenv.clear_incomplete(found)
-    assert not (venv / SITE / "jupyterhub-6.1.1.data").exists()
+    assert not (venv / SITE / "notebook-7.0.data").exists()
     assert bootstrap.record_damage(str(venv))[2] == []
 
 
@@ -228,3 +236,23 @@ def test_a_clean_env_without_marker_is_not_repaired(venv, tmp_path):
     assert "--reinstall-package" not in system.commands[0]
     assert not any(c.startswith("repaired") for c in changes)
     assert not env.marker.exists()
+
+
+def test_a_venv_left_without_python_is_recreated_with_clear(tmp_path):
+    """`uv venv` cut short leaves a directory uv otherwise refuses to create a venv over."""
+    venv = tmp_path / "user"
+    (venv / "lib").mkdir(parents=True)
+    pins = tmp_path / "pins.txt"
+    pins.write_text("")
+    env = pyenv.Env(venv, ["jupyterlab"], pins)
+
+    class Creates(FakeSystem):
+        def run(self, cmd, **kw):
+            if cmd[1] == "venv":
+                (venv / "bin").mkdir(exist_ok=True)
+                (venv / "bin" / "python").touch()
+            return super().run(cmd, **kw)
+
+    system = Creates()
+    env.ensure(system, "uv")
+    assert system.commands[0][:3] == ["uv", "venv", "--clear"]

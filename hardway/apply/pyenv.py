@@ -173,7 +173,14 @@ def damage(venv: Path) -> Damage:
     """Check every distribution installed in ``venv`` against its RECORD."""
     found = Damage()
     for site in site_packages(venv):
-        found.leftovers += sorted(p for p in site.glob("*-*.data") if p.is_dir())
+        for data in sorted(p for p in site.glob("*-*.data") if p.is_dir()):
+            found.leftovers.append(data)
+            dist_info = data.with_suffix(".dist-info")
+            if (dist_info / "RECORD").is_file() and (dist_info / "METADATA").is_file():
+                # installed, but its data files were never all moved out (the RECORD may
+                # still list them where they are, so that check alone would pass)
+                found.files.setdefault(dist_name(dist_info), []).append(
+                    f"{data} (data files not moved out)")
         for dist_info in sorted(site.glob("*.dist-info")):
             if not dist_info.is_dir():
                 continue
@@ -250,7 +257,11 @@ class Env:
             changes.append(f"rebuilt {self.path}: Python changed from {have} to "
                            f"{current_python_version()}")
         if not (self.path / "bin" / "python").exists():
-            system.run([uv, "venv", "--python", base_python(), str(self.path)], env=env)
+            # a directory left without a Python (`uv venv` cut short) is replaced: uv
+            # refuses to create a venv over an existing directory otherwise
+            clear = ["--clear"] if self.path.exists() else []
+            system.run([uv, "venv", *clear, "--python", base_python(), str(self.path)],
+                       env=env)
             if not changes:
                 changes.append(f"created {self.path}")
         python = str(self.path / "bin" / "python")
