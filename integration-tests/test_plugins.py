@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -150,9 +151,14 @@ def test_a_plugin_adding_a_service_sits_next_to_the_culler(host, wheels):
     assert "idle-culler" in found["idle-culler"]["roles"], found["idle-culler"]
     assert "sample-reporter" in found["sample-reporter"]["roles"], found["sample-reporter"]
     # the culler still runs, as its own account
-    ps = host.c.run(["ps", "-eo", "user:32=,args="]).stdout
-    assert any(line.split()[0] == "hardway-services" and "jupyterhub_idle_culler" in line
-               for line in ps.splitlines()), ps
+    deadline = time.monotonic() + 30
+    while True:
+        ps = host.c.run(["ps", "-eo", "user:32=,args="]).stdout
+        if any(line.split()[0] == "hardway-services" and "jupyterhub_idle_culler" in line
+               for line in ps.splitlines()):
+            break
+        assert time.monotonic() < deadline, ps
+        time.sleep(1)
 
 
 def test_a_plugin_returning_none_is_named_in_one_line_and_the_hub_keeps_serving(host, wheels):
