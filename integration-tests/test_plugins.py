@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,7 @@ PLUGINS = {
 }
 
 
+#: every process as "user command line", read from /proc
 def build_wheel(source: Path, out: Path) -> Path:
     uv = Path(sys.executable).parent / "uv"
     subprocess.run([str(uv), "build", "-q", "--wheel", "--out-dir", str(out), str(source)],
@@ -150,8 +152,10 @@ def test_a_plugin_adding_a_service_sits_next_to_the_culler(host, wheels):
     assert "idle-culler" in found["idle-culler"]["roles"], found["idle-culler"]
     assert "sample-reporter" in found["sample-reporter"]["roles"], found["sample-reporter"]
     # the culler still runs, as its own account
-    owners = process_owners(host.c, "jupyterhub_idle_culler")
-    assert owners == ["hardway-services"], owners
+    deadline = time.monotonic() + 30  # the hub starts its culler a moment after it answers
+    while (owners := process_owners(host.c, "jupyterhub_idle_culler")) != ["hardway-services"]:
+        assert time.monotonic() < deadline, owners
+        time.sleep(1)
 
 
 def test_a_plugin_returning_none_is_named_in_one_line_and_the_hub_keeps_serving(host, wheels):
