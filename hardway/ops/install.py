@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -435,8 +436,28 @@ def install(paths: Paths, system: System, options: Options,
     rep.step("system packages", lambda: apt_step(system, collect(registry, settings, "apt")))
     hub_changes = rep.step("hub environment", lambda: hub_env(paths, registry, settings).ensure(
         system, uv_path(), options.wheelhouse))
-    user_changes = rep.step("user environment", lambda: user_env(
-        paths, registry, settings).ensure(system, uv_path(), options.wheelhouse))
+    # the users' environment (the longest step) builds while the proxy, the files and the
+    # services are done: nothing before the end needs it (a spawn does); it is waited for
+    # before the permissions walk and before install says it finished
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="user-environment")
+    user_build = pool.submit(timed, user_env(paths, registry, settings).ensure, system,
+                             uv_path(), options.wheelhouse)
+    try:
+        return _install_rest(paths, system, options, out, rep, registry, settings,
+                             hub_changes, user_build)
+    finally:
+        pool.shutdown(wait=True)  # never leave uv working behind an error
+
+
+def timed(fn: Callable[..., list[str]], *args: Any) -> tuple[list[str], float]:
+    t0 = time.monotonic()
+    return fn(*args), time.monotonic() - t0
+
+
+def _install_rest(paths: Paths, system: System, options: Options, out: Callable[[str], None],
+                  rep: Reporter, registry: Registry, settings: Settings,
+                  hub_changes: list[str], user_build: Future[tuple[list[str], float]]
+                  ) -> list[str]:
     ctx = Context(paths, public_secrets(paths), system,
                   admin_passwords={k: v for k, v in options.admins.items() if v},
                   pm=registry.pm, traefik_local=options.traefik_binary,
@@ -444,8 +465,6 @@ def install(paths: Paths, system: System, options: Options,
     old_state = read_state(paths)
     ctx.state.update(old_state)
     ctx.state["hub_env"] = hub_env_fingerprint()
-    rep.step("permissions", lambda: permissions_step(
-        paths, ctx.state, bool(hub_changes or user_changes)))
     rep.step("proxy and spawner prerequisites", lambda: [
         c for choice in registry.selected(settings).values()
         for c in registry.call(choice, "install", settings, ctx)])
@@ -514,6 +533,19 @@ def install(paths: Paths, system: System, options: Options,
                                     f"the services with them: {back}.") from None
             out(f"hardway: interrupted: {back}")
             raise
+
+        def user_environment() -> list[str]:
+            changes, took = user_build.result()
+            out(f"      built in the background ({took:.1f} s)")
+            return changes
+
+        user_changes = rep.step("user environment", user_environment)
+        written = dict(ctx.state)
+        rep.step("permissions", lambda: permissions_step(
+            paths, ctx.state, bool(hub_changes or user_changes)))
+        if ctx.state != written:
+            write_atomic(paths.install_state,
+                         (json.dumps(ctx.state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
         rep.step("command line", lambda: cli_link_step(paths))
         for note in ctx.notes:
             out(f"note: {note}")
