@@ -92,8 +92,9 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         # files); when packages are missing, the hub config (which imports the chosen
         # classes) is checked again once they are there. The running hub does not load
         # new packages until it restarts.
-        preview = [f for f, _ in apply_files(render_now(settings, registry, ctx), system,
-                                              dry_run=True)]
+        first = render_now(settings, registry, ctx)
+        first_changed = apply_files(first, system, dry_run=True)
+        preview = [f for f, _ in first_changed]
         checked = all(e.is_current() for e in env_specs(paths, registry, settings))
         if checked:
             check_rendered(preview, paths)
@@ -106,8 +107,11 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
                       for c in registry.call(choice, "install", settings, ctx)]
         for line in installed:
             out(line)
-        files = render_now(settings, registry, ctx)
-        changed = apply_files(files, system, dry_run=True)
+        if installed or ctx.restart:  # what was installed may change what renders
+            files = render_now(settings, registry, ctx)
+            changed = apply_files(files, system, dry_run=True)
+        else:
+            files, changed = first, first_changed
         if installed or not checked:  # unchanged files were checked before
             try:
                 check_rendered([f for f, _ in changed], paths)
