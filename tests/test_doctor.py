@@ -40,6 +40,11 @@ def test_socket_owners_read_proc_fd_links(tmp_path):
     assert list(owners) == [40002]
     [p] = owners[40002]
     assert (p.pid, p.command, p.exe) == (4242, "python3 -m http.server 443", "")
+    # one process holding two of the sockets (Traefik on 80 and 443): both are its
+    os.symlink("socket:[50001]", proc / "4242" / "fd" / "4")
+    owners = d.socket_owners({40002, 50001}, proc)
+    assert sorted(owners) == [40002, 50001]
+    assert [o.pid for o in owners[50001]] == [4242]
 
 
 def ours(p: d.Process) -> bool:

@@ -129,14 +129,18 @@ def socket_owners(inodes: set[int], proc: Path = Path("/proc")) -> dict[int, lis
             fds = list((entry / "fd").iterdir())
         except OSError:
             continue
+        held = set()
         for fd in fds:
             try:
                 target = os.readlink(fd)
             except OSError:
                 continue
             if target in wanted:
-                found.setdefault(wanted[target], []).append(_process(entry))
-                break
+                held.add(wanted[target])  # every one: Traefik holds 80 and 443
+        if held:
+            process = _process(entry)
+            for inode in held:
+                found.setdefault(inode, []).append(process)
     return found
 
 
