@@ -161,7 +161,7 @@ def test_healthy_then_four_planted_problems(hub):
 
     # (a) port 443 held by another process
     c.run(["systemctl", "stop", "jupyterhub-proxy"])
-    pid = c.sh("cd /tmp && nohup python3 -m http.server --bind 127.0.0.1 443 "
+    pid = c.sh("nohup python3 -m http.server --bind 127.0.0.1 --directory /tmp 443 "
                ">/tmp/squatter.log 2>&1 & echo $!").stdout.strip()
     try:
         wait_port(hub, 443)

@@ -22,6 +22,7 @@ import dbm
 import fcntl
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,29 @@ def lock_path(db_path: str | Path) -> Path:
     return Path(f"{db_path}.lock")
 
 
+def create_atomically(db_path: Path) -> None:
+    """Make an empty database in a directory of its own, then move its file(s) into
+    place: a process killed while the backend creates one (Berkeley DB's file setup)
+    leaves no half-made file that every later open refuses."""
+    staging = db_path.parent / f".{db_path.name}.new"
+    shutil.rmtree(staging, ignore_errors=True)  # a creation killed before
+    staging.mkdir(mode=0o700)
+    with dbm.open(str(staging / db_path.name), "n", 0o600):
+        pass
+    for made in staging.iterdir():
+        os.replace(made, db_path.parent / made.name)
+    staging.rmdir()
+
+
 @contextlib.contextmanager
 def open_passwords(db_path: str | Path) -> Iterator[Any]:
     """The password database, opened under its lock (blocking: for install only)."""
-    with locked(lock_path(db_path)), dbm.open(str(db_path), "c", 0o600) as db:
-        yield db
+    path = Path(db_path)
+    with locked(lock_path(path)):
+        if dbm.whichdb(str(path)) is None:  # no database there yet
+            create_atomically(path)
+        with dbm.open(str(path), "c", 0o600) as db:
+            yield db
 
 
 async def lock_passwords_async(db_path: str | Path, timeout: float = 10.0) -> int:

@@ -32,6 +32,7 @@ import dbm
 import os
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import bcrypt
@@ -41,7 +42,11 @@ from firstuseauthenticator.firstuseauthenticator import (
     CustomLoginHandler,
     ResetPasswordHandler,
 )
-from hardway_plugins.auth.firstuse import MAX_PASSWORD_BYTES, lock_passwords_async
+from hardway_plugins.auth.firstuse import (
+    MAX_PASSWORD_BYTES,
+    create_atomically,
+    lock_passwords_async,
+)
 from jinja2 import ChoiceLoader, FileSystemLoader
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import LoginHandler
@@ -114,6 +119,8 @@ class HardwayFirstUseAuthenticator(FirstUseAuthenticator):
         is held and the loop keeps running."""
         fd = await lock_passwords_async(self.dbm_path)
         try:
+            if dbm.whichdb(self.dbm_path) is None:  # none yet: never a half-made one
+                create_atomically(Path(self.dbm_path))
             with dbm.open(self.dbm_path, "c", 0o600) as db:
                 yield db
         finally:
