@@ -167,7 +167,8 @@ def test_healthy_then_four_planted_problems(hub):
         wait_port(hub, 443)
         rc, findings, human = doctor(hub)
         assert rc == 1
-        f = named(findings, "port.443", f"pid {pid}", "http.server --bind 127.0.0.1 443")
+        f = named(findings, "port.443", f"pid {pid}",
+                  "http.server --bind 127.0.0.1 --directory /tmp 443")
         assert f"kill {pid}" in f["fix"]
         assert_fix_printed(human, f)
     finally:
