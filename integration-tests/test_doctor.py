@@ -172,7 +172,7 @@ def test_healthy_then_four_planted_problems(hub):
         assert f"kill {pid}" in f["fix"]
         assert_fix_printed(human, f)
     finally:
-        c.run(["kill", pid], check=False)
+        c.run(["bash", "-c", f"kill {pid}"], check=False)  # no procps here
         wait_port(hub, 443, up=False)
         c.run(["systemctl", "start", "jupyterhub-proxy"])
     wait_port(hub, 443)
