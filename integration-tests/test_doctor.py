@@ -202,10 +202,11 @@ def test_healthy_then_four_planted_problems(hub):
     time.sleep(max(0.0, not_after - time.time() + 1))
     rc, findings, human = doctor(hub)
     assert rc == 1
-    served = named(findings, "certificate.served", "port 443", "expired on")
-    files = named(findings, "certificate.files", "/etc/ssl/short/hub.crt", "expired on")
-    assert "hardway config reload" in files["fix"]
-    assert_fix_printed(human, served)
+    # the settings name the given file as expired (they no longer load, so the
+    # certificate checks that read them are skipped): named once, with its fix
+    expired = named(findings, "settings", "/etc/ssl/short/hub.crt", "expired on")
+    assert expired["fix"], expired
+    assert_fix_printed(human, expired)
     hw(hub, "config", "set", "https.self_signed", "true", "https.tls.cert", "",
        "https.tls.key", "")
     hw(hub, "config", "reload")
