@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 from hardway import tls
 from hardway.plugin.contract import File
@@ -16,7 +18,7 @@ from hardway.plugin.contract import File
 from .system import System
 
 
-def write_atomic(path: Path, content: bytes, mode: int = 0o644,
+def write_atomic(path: Path, content: bytes | IO[bytes], mode: int = 0o644,
                  uid: int | None = None, gid: int | None = None) -> None:
     """Write via a temp file in the same directory: fsync, set mode/owner, rename.
 
@@ -27,11 +29,14 @@ def write_atomic(path: Path, content: bytes, mode: int = 0o644,
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(content)
+            if isinstance(content, bytes):
+                f.write(content)
+            else:  # a stream (a backup member): copied, never held whole in memory
+                shutil.copyfileobj(content, f, 1 << 20)
             f.flush()
-            os.fchmod(f.fileno(), mode)
-            if uid is not None or gid is not None:
+            if uid is not None or gid is not None:  # owner first: a chown clears setuid
                 os.fchown(f.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

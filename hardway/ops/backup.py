@@ -39,7 +39,7 @@ from typing import IO, Any
 from hardway_plugins.spawner.systemd import ACCOUNT_MARKER, ADMIN_GROUP
 
 from hardway import __version__
-from hardway.apply.files import locked
+from hardway.apply.files import locked, write_atomic
 from hardway.apply.system import System
 from hardway.errors import ConfigError, HardwayError, UsageError
 from hardway.paths import Paths
@@ -517,19 +517,7 @@ def _write_member(src: IO[bytes], target: Path, mode: int, uid: int, gid: int) -
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_dir() and not target.is_symlink():
         shutil.rmtree(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(src, out, CHUNK)
-            out.flush()
-            os.fchown(out.fileno(), uid, gid)
-            os.fchmod(out.fileno(), mode)
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(target, src, mode, uid, gid)
 
 
 def _ids() -> tuple[dict[str, int], dict[str, int]]:
