@@ -431,7 +431,8 @@ def run(args, inst):
         shutil.rmtree(HUB_VENV)
     # a run that was interrupted (the marker is still there) first finds what it left
     found = ({}, {}, [])
-    interrupted = os.path.exists(marker) and os.path.exists(py)
+    marked = os.path.exists(marker)  # then what uv installs below is checked as well
+    interrupted = marked and os.path.exists(py)
     if interrupted:
         found = record_damage(HUB_VENV)
         inst.log.write("interrupted earlier; damaged: {}\n".format(
@@ -497,7 +498,9 @@ def run(args, inst):
             extra = [n for n in damaged if n != "hardway"]
             inst.run([*cmd, *[a for n in damaged for a in ("--reinstall-package", n)],
                       source, *args.plugin, *extra], env=env)
-            checked = record_damage(HUB_VENV)
+            if not marked:
+                break  # the last run finished (no marker): what uv installed is trusted
+            checked = record_damage(HUB_VENV)  # a repair is checked, and retried once
             damaged = damage_names(checked)
             if not damaged:
                 break

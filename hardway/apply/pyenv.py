@@ -265,8 +265,11 @@ class Env:
             if not changes:
                 changes.append(f"created {self.path}")
         python = str(self.path / "bin" / "python")
-        # a run that was interrupted (the marker is still there) first finds what it left
-        found = damage(self.path) if self.marker.exists() else Damage()
+        # a run that was interrupted (the marker is still there) first finds what it left;
+        # without the marker the last package step finished and the venv is trusted as it
+        # is (reading every file against its RECORD costs seconds on each install)
+        interrupted = self.marker.exists()
+        found = damage(self.path) if interrupted else Damage()
         self.marker.write_text("a package step is under way; if this file stays, the next "
                                "`hardway install` checks and repairs this environment\n")
         cmd = [uv, "pip", "install", "--python", python, "--constraints", str(self.constraints)]
@@ -288,7 +291,9 @@ class Env:
             extra = [n for n in found.names if n not in requested and n != "hardway"]
             proc = system.run([*cmd, *reinstall, *self.requirements, *extra], env=env,
                               timeout=1800)
-            found = damage(self.path)
+            if not interrupted:
+                break
+            found = damage(self.path)  # the repair is checked, and retried once
             if not found:
                 break
         if found:

@@ -432,17 +432,18 @@ def install(paths: Paths, system: System, options: Options,
     rep.step("directories", lambda: directories_step(paths))
     rep.step("settings", lambda: settings_step(paths, options.admins))
     settings = load_settings(paths, registry)
-    rep.step("secrets", lambda: secrets_step(paths))
-    rep.step("system packages", lambda: apt_step(system, collect(registry, settings, "apt")))
-    hub_changes = rep.step("hub environment", lambda: hub_env(paths, registry, settings).ensure(
-        system, uv_path(), options.wheelhouse))
-    # the users' environment (the longest step) builds while the proxy, the files and the
-    # services are done: nothing before the end needs it (a spawn does); it is waited for
-    # before the permissions walk and before install says it finished
+    # the users' environment (the longest step) builds while everything else is done:
+    # nothing before the end needs it (a spawn does); it is waited for before the
+    # permissions walk and before install says it finished
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="user-environment")
     user_build = pool.submit(timed, user_env(paths, registry, settings).ensure, system,
                              uv_path(), options.wheelhouse)
     try:
+        rep.step("secrets", lambda: secrets_step(paths))
+        rep.step("system packages",
+                 lambda: apt_step(system, collect(registry, settings, "apt")))
+        hub_changes = rep.step("hub environment", lambda: hub_env(
+            paths, registry, settings).ensure(system, uv_path(), options.wheelhouse))
         return _install_rest(paths, system, options, out, rep, registry, settings,
                              hub_changes, user_build)
     finally:
