@@ -22,23 +22,26 @@ Constraints on this file, and why:
 
 What it does, each step skipped when already done:
   1. apt-installs the few Debian packages it needs (python3-venv, ca-certificates);
-  2. creates the hub environment /opt/hardway/hub (rebuilt when the system Python changed);
+  2. creates the hub environment (a new one when hardway, its pins or Python's minor
+     version changed);
   3. installs the pinned uv into it with pip;
   4. installs hardway (from --source: default the checkout this file sits in, else the
      package index) and any --plugin, with uv, at the pinned versions;
   5. hands over to ``hardway install``, which does the rest and can be rerun alone.
 The full log goes to /var/log/hardway/install.log (root-only).
 
-Steps 2-4 run with a marker file in the hub environment (``.hardway-installing``, the one
-hardway's own package steps use). A run that finds it was interrupted: it checks every
-installed package against its RECORD and reinstalls the damaged ones before going on
-(``record_damage``, a stdlib copy of ``hardway.pyenv.damage``: this file cannot import it).
+Each version of the hub environment is built in a directory of its own under
+/opt/hardway/envs, beside the one the running hub uses; /opt/hardway/hub is a symlink
+that ``hardway install`` switches to the new one once the new files are in place, and
+switches back if the hub does not come up with them. A Python patch update keeps the
+environment (the venv's interpreter link still holds); a minor one builds a new one. A
+build runs with a marker file in it (``.hardway-installing``); a build that finds its
+directory with the marker left (an interrupted run) removes it and starts again.
+A --wheelhouse given once is remembered (hardway's install state) and used by every
+later run until ``--online``.
 """
 
 import argparse
-import base64
-import csv
-import glob
 import hashlib
 import json
 import os
@@ -51,9 +54,11 @@ import time
 UV_VERSION = "0.13.9"
 APT_PACKAGES = ["python3-venv", "ca-certificates"]
 PREFIX = "/opt/hardway"
-HUB_VENV = PREFIX + "/hub"
+HUB_VENV = PREFIX + "/hub"  # a symlink to the hub environment in use, in ENVS
+ENVS = PREFIX + "/envs"  # hardway.paths.Paths.envs
 MARKER = ".hardway-installing"  # hardway.pyenv.MARKER
-ENSUREPIP = ("pip", "setuptools")  # what ``python -m venv`` puts in a venv
+SOURCE_STAMP = ".hardway-source.json"
+INSTALL_STATE = "/var/lib/hardway/install-state.json"  # hardway.paths.Paths.install_state
 LOG_DIR = "/var/log/hardway"
 LOG_FILE = LOG_DIR + "/install.log"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -140,7 +145,10 @@ def parse_args(argv):
                    help="also install this hardway plugin package (repeatable)")
     p.add_argument("--source", metavar="PIP_SPEC",
                    help="where hardway comes from (default: this checkout, else the index)")
-    p.add_argument("--wheelhouse", metavar="DIR", help="install Python packages only from DIR")
+    p.add_argument("--wheelhouse", metavar="DIR", help="install Python packages only from "
+                   "DIR (remembered: later runs, installs and reloads use it too)")
+    p.add_argument("--online", action="store_true",
+                   help="forget a remembered --wheelhouse: use the package index again")
     p.add_argument("--traefik-binary", metavar="PATH", help="use this Traefik binary")
     p.add_argument("--force", action="store_true", help="install on an unsupported distribution")
     args = p.parse_args(argv)
@@ -160,6 +168,9 @@ def parse_args(argv):
     args.admins = admins
     if args.wheelhouse is not None and not os.path.isdir(args.wheelhouse):
         raise Refusal("bootstrap.py: --wheelhouse {}: not a directory".format(args.wheelhouse))
+    if args.wheelhouse is not None and args.online:
+        raise Refusal("bootstrap.py: --wheelhouse and --online: choose one (--online "
+                      "forgets a remembered wheelhouse)")
     if args.traefik_binary is not None and not os.path.isfile(args.traefik_binary):
         raise Refusal("bootstrap.py: --traefik-binary {}: no such file".format(
             args.traefik_binary))
@@ -292,77 +303,50 @@ def source_tree_digest(root):
     return h.hexdigest()
 
 
-def canonical_name(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
+def file_digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
-def record_damage(venv):
-    """What an interrupted install left in ``venv``: ({name: [bad path, ...]} for packages
-    whose files are missing or differ from their RECORD, {dist-info dir: name} for those
-    without METADATA or RECORD, [leftover NAME-VERSION.data dirs]). RECORD entries without
-    a hash and paths outside the venv are not checked. A copy of hardway.pyenv.damage."""
-    files, unreadable, leftovers = {}, {}, []
-    root = os.path.normpath(venv) + os.sep
-    for site in sorted(glob.glob(os.path.join(venv, "lib", "python*", "site-packages"))):
-        for entry in sorted(os.listdir(site)):
-            path = os.path.join(site, entry)
-            if not os.path.isdir(path) or os.path.islink(path):
-                continue
-            if entry.endswith(".data") and "-" in entry:
-                leftovers.append(path)
-                dist_info = path[:-len(".data")] + ".dist-info"
-                if os.path.isfile(os.path.join(dist_info, "RECORD")):
-                    # installed, but its data files were never all moved out
-                    files.setdefault(canonical_name(entry.split("-")[0]), []).append(path)
-            if not entry.endswith(".dist-info"):
-                continue
-            name = canonical_name(entry.split("-")[0])
-            record = os.path.join(path, "RECORD")
-            if not (os.path.isfile(os.path.join(path, "METADATA")) and os.path.isfile(record)):
-                unreadable[path] = name
-                continue
-            with open(record, newline="", encoding="utf-8", errors="replace") as f:
-                for row in csv.reader(f):
-                    if len(row) < 2 or not row[0] or "=" not in row[1]:
-                        continue
-                    algorithm, _, expected = row[1].partition("=")
-                    target = os.path.normpath(os.path.join(site, row[0]))
-                    if (algorithm not in hashlib.algorithms_guaranteed
-                            or not target.startswith(root)):
-                        continue
-                    h = hashlib.new(algorithm)
-                    try:
-                        with open(target, "rb") as data:
-                            for chunk in iter(lambda: data.read(1 << 20), b""):
-                                h.update(chunk)
-                    except OSError:
-                        files.setdefault(name, []).append(target)
-                        continue
-                    if base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode() != expected:
-                        files.setdefault(name, []).append(target)
-    return files, unreadable, leftovers
+def is_complete(venv, wanted):
+    """A hub environment whose build finished (no marker) with what ``wanted`` says."""
+    if os.path.exists(os.path.join(venv, MARKER)) or not os.path.exists(
+            os.path.join(venv, "bin", "hardway")):
+        return False
+    try:
+        with open(os.path.join(venv, SOURCE_STAMP)) as f:
+            return json.load(f) == wanted
+    except (OSError, ValueError):
+        return False
 
 
-def clear_unreadable(found, log):
-    """Remove dist-info dirs uv cannot read (the package then counts as absent and is
-    installed over what was half-written) and leftover .data dirs; their names."""
-    _, unreadable, leftovers = found
-    for path in list(unreadable) + leftovers:
-        shutil.rmtree(path, ignore_errors=True)
-        log.write("removed {} (left by an interrupted install)\n".format(path))
-    return sorted(set(unreadable.values()))
-
-
-def damage_names(found):
-    return sorted(set(found[0]) | set(found[1].values()))
-
-
-def describe_damage(found):
-    files, unreadable, _ = found
-    parts = ["{} ({} file(s) missing or changed, e.g. {})".format(n, len(files[n]), files[n][0])
-             for n in sorted(files)]
-    parts += ["{} (no METADATA or RECORD)".format(n) for n in sorted(set(unreadable.values()))]
-    return "; ".join(parts)
+def build_hub_env(inst, env, venv, source, plugins, wanted, pins):
+    """Python, the pinned uv, then hardway and its plugins, in a directory of its own. A
+    build that was interrupted is never trusted: its directory is removed and built again
+    (the uv and pip caches make that quick)."""
+    if os.path.lexists(venv):
+        shutil.rmtree(venv)
+        print("      discarded {} (its build was interrupted)".format(venv))
+    os.makedirs(ENVS, exist_ok=True)
+    inst.run([sys.executable, "-m", "venv", venv], env=env)
+    with open(os.path.join(venv, MARKER), "w") as f:
+        f.write("being built; if this file stays, the build was interrupted and the next "
+                "bootstrap.py starts it again\n")
+    print("      created " + venv)
+    inst.step("uv " + UV_VERSION)
+    py = os.path.join(venv, "bin", "python")
+    inst.run([py, "-m", "pip", "install", "-q", "uv==" + UV_VERSION], env=env)
+    inst.step("hardway")
+    constraints = ["--constraints", pins] if pins and os.path.isfile(pins) else []
+    # a source tree is always built afresh (uv's cache would otherwise reuse a build of
+    # the same directory made before its files changed)
+    fresh = ["--reinstall-package", "hardway"] if os.path.isdir(source) else []
+    inst.run([os.path.join(venv, "bin", "uv"), "pip", "install", "--python", py,
+              *constraints, *fresh, source, *plugins], env=env)
+    with open(os.path.join(venv, SOURCE_STAMP), "w") as f:
+        json.dump(wanted, f)
+    os.remove(os.path.join(venv, MARKER))
+    print("      installed hardway from " + source)
 
 
 def default_source():
@@ -410,7 +394,22 @@ def main(argv=None):
             return 1
 
 
+def remembered_wheelhouse():
+    """The --wheelhouse an earlier install was given (hardway.ops.install keeps it)."""
+    try:
+        with open(INSTALL_STATE) as f:
+            value = json.load(f).get("wheelhouse")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and os.path.isdir(value) else None
+
+
 def run(args, inst):
+    if args.wheelhouse is None and not args.online:
+        args.wheelhouse = remembered_wheelhouse()
+        if args.wheelhouse:
+            print("      packages only from {} (remembered; --online forgets it)".format(
+                args.wheelhouse))
     env = tool_env(args.wheelhouse)
     inst.step("system packages")
     missing = missing_apt_packages(inst)
@@ -421,112 +420,37 @@ def run(args, inst):
                   "-o", "Dpkg::Options::=--force-confold", *missing], env=env)
         print("      apt installed " + ", ".join(missing))
 
-    inst.step("hub environment " + HUB_VENV)
-    py = os.path.join(HUB_VENV, "bin", "python")
-    marker = os.path.join(HUB_VENV, MARKER)
-    have = venv_python_version(HUB_VENV)
-    now = "{}.{}.{}".format(*sys.version_info[:3])
-    if have is not None and have != now:
-        print("      Python changed from {} to {}: rebuilding".format(have, now))
-        shutil.rmtree(HUB_VENV)
-    # a run that was interrupted (the marker is still there) first finds what it left
-    found = ({}, {}, [])
-    marked = os.path.exists(marker)  # then what uv installs below is checked as well
-    interrupted = marked and os.path.exists(py)
-    if interrupted:
-        found = record_damage(HUB_VENV)
-        inst.log.write("interrupted earlier; damaged: {}\n".format(
-            describe_damage(found) or "nothing"))
-    repaired = damage_names(found)
-    clear_unreadable(found, inst.log)
-    os.makedirs(HUB_VENV, exist_ok=True)
-    with open(marker, "w") as f:
-        f.write("a package step is under way; if this file stays, the next bootstrap.py "
-                "checks and repairs this environment\n")
-    if not os.path.exists(py):
-        inst.run([sys.executable, "-m", "venv", HUB_VENV], env=env)
-        print("      created " + HUB_VENV)
-    elif set(ENSUREPIP) & set(repaired) or not glob.glob(os.path.join(
-            HUB_VENV, "lib", "python*", "site-packages", "pip-*.dist-info")):
-        # the venv's own creation was cut short: ensurepip puts its packages back
-        for name in ENSUREPIP:
-            for path in glob.glob(os.path.join(HUB_VENV, "lib", "python*", "site-packages",
-                                               name + "-*.dist-info")):
-                shutil.rmtree(path)
-        inst.run([py, "-m", "ensurepip", "--default-pip"], env=env)
-        if interrupted and "pip" not in repaired:
-            repaired.append("pip")
-
-    inst.step("uv " + UV_VERSION)
-    uv = os.path.join(HUB_VENV, "bin", "uv")
-    current = ""
-    try:
-        current = subprocess.run([uv, "--version"], universal_newlines=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
-    except OSError:  # absent, or half-written by an interrupted run
-        pass
-    if UV_VERSION not in current.split() or "uv" in repaired:
-        inst.run([py, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps",
-                  "uv==" + UV_VERSION], env=env)
-        print("      installed uv " + UV_VERSION)
-
-    inst.step("hardway")
+    inst.step("hub environment")
     source = args.source or default_source()
-    constraints = []
     is_dir = os.path.isdir(source)
-    if is_dir:
-        pins = os.path.join(source, "hardway", "pins", "hub.txt")
-        if os.path.isfile(pins):
-            constraints = ["--constraints", pins]
-    stamp_path = os.path.join(HUB_VENV, ".hardway-source.json")
+    pins = os.path.join(source, "hardway", "pins", "hub.txt") if is_dir else None
     wanted = {"source": source, "plugins": sorted(args.plugin),
-              "digest": source_tree_digest(source) if is_dir else None}
-    try:
-        with open(stamp_path) as f:
-            stamp = json.load(f)
-    except (OSError, ValueError):
-        stamp = None
-    cmd = [uv, "pip", "install", "--python", py, *constraints]
-    if is_dir:
-        cmd += ["--reinstall-package", "hardway"]
-    damaged = [n for n in repaired if n not in (*ENSUREPIP, "uv")]
-    checked = None
-    if stamp != wanted or damaged or not os.path.exists(os.path.join(HUB_VENV, "bin", "hardway")):
-        for _ in range(2):
-            # uv reinstalls only what the requirements resolve to: damaged packages
-            # outside them (a plugin hardway install added) are named as requirements too
-            extra = [n for n in damaged if n != "hardway"]
-            inst.run([*cmd, *[a for n in damaged for a in ("--reinstall-package", n)],
-                      source, *args.plugin, *extra], env=env)
-            if not marked:
-                break  # the last run finished (no marker): what uv installed is trusted
-            checked = record_damage(HUB_VENV)  # a repair is checked, and retried once
-            damaged = damage_names(checked)
-            if not damaged:
-                break
-            repaired += [n for n in damaged if n not in repaired]
-            clear_unreadable(checked, inst.log)
+              "digest": source_tree_digest(source) if is_dir else None,
+              "pins": file_digest(pins) if pins and os.path.isfile(pins) else None,
+              "python": "{}.{}".format(*sys.version_info[:2]), "uv": UV_VERSION}
+    current = os.path.realpath(HUB_VENV) if os.path.isdir(HUB_VENV) else None
+    if current is not None and is_complete(current, wanted):
+        venv = current
+        print("      unchanged: " + venv)
+    else:
+        # a new version is built beside the running one, which keeps serving until
+        # `hardway install` switches to the new one once it works
+        venv = os.path.join(ENVS, "hub-" + hashlib.sha256(json.dumps(
+            wanted, sort_keys=True).encode()).hexdigest()[:12])
+        if current is not None:
+            have = venv_python_version(current)
+            if have is not None and have.split(".")[:2] != wanted["python"].split("."):
+                print("      Python changed from {} to {}: a new environment is built "
+                      "beside the old one".format(have, wanted["python"]))
+        if is_complete(venv, wanted):
+            print("      {} holds this version already (built before): used again".format(venv))
         else:
-            raise Failure("{} is still damaged after a repair: {}; remove it and run "
-                          "bootstrap.py again".format(HUB_VENV, describe_damage(checked)))
-        with open(stamp_path, "w") as f:
-            json.dump(wanted, f)
-        print("      installed hardway from " + source)
-    elif repaired:  # only pip or uv were put back
-        checked = record_damage(HUB_VENV)
-        if damage_names(checked):
-            raise Failure("{} is still damaged after a repair: {}; remove it and run "
-                          "bootstrap.py again".format(HUB_VENV, describe_damage(checked)))
-    if repaired:
-        line = "repaired {} after an interrupted install: reinstalled {}".format(
-            HUB_VENV, ", ".join(repaired))
-        print("      " + line)
-        inst.log.write(line + "\n")
-    os.remove(marker)
+            build_hub_env(inst, env, venv, source, args.plugin, wanted, pins)
+    inst.n = max(inst.n, 4)  # uv and hardway were steps of the build (or not needed)
 
     inst.step("hand over to `hardway install`")
     sys.stdout.flush()
-    cmd = [os.path.join(HUB_VENV, "bin", "hardway"), "install"]
+    cmd = [os.path.join(venv, "bin", "hardway"), "install"]
     for name in args.admins:
         cmd += ["--admin", name]
     passwords = {k: v for k, v in args.admins.items() if v}
@@ -534,6 +458,8 @@ def run(args, inst):
         cmd.append("--admin-passwords-stdin")
     if args.wheelhouse:
         cmd += ["--wheelhouse", args.wheelhouse]
+    elif args.online:
+        cmd.append("--online")
     if args.traefik_binary:
         cmd += ["--traefik-binary", args.traefik_binary]
     inst.log.write("$ {}\n".format(" ".join(cmd)))

@@ -22,16 +22,25 @@ class Paths:
         return self._p("opt", "hardway")
 
     @property
+    def envs(self) -> Path:
+        """Where every built environment lives, each in its own directory (NAME-ID): a new
+        version is built beside the running one, which keeps working until the switch."""
+        return self.prefix / "envs"
+
+    @property
     def hub_venv(self) -> Path:
+        """The hub's environment (hardway runs from it): a symlink into ``envs``."""
         return self.prefix / "hub"
 
     @property
     def user_venv(self) -> Path:
+        """The users' environment: a symlink into ``envs``."""
         return self.prefix / "user"
 
     @property
     def traefik_binary(self) -> Path:
-        return self.hub_venv / "bin" / "traefik"
+        """Outside the environments: switching or rebuilding them never touches it."""
+        return self.prefix / "bin" / "traefik"
 
     @property
     def cli_link(self) -> Path:

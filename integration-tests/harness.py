@@ -91,7 +91,7 @@ def copy_checkout(dest: Path, source: Path = REPO) -> None:
     """The checkout as git sees it (tracked and new files), without caches and venvs."""
     ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", ".pytest_cache",
                                     ".ruff_cache", ".import_linter_cache", "*.egg-info", "build",
-                                    "artifacts")
+                                    "artifacts", "node_modules")
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(source, dest, ignore=ignore, symlinks=True)

@@ -166,7 +166,7 @@ class Mirror:
 
 
 def test_traefik_from_a_mirror_checked_against_the_pin(hub, tmp_path):
-    binary_path = hub.c.path("/opt/hardway/hub/bin/traefik")
+    binary_path = hub.c.path("/opt/hardway/bin/traefik")
     real = binary_path.read_bytes()
     mirror = Mirror(tmp_path)
     try:

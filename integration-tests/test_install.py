@@ -174,7 +174,7 @@ def test_07_journal_has_both_services_and_no_secret(installed):
 def _snapshot(c) -> str:
     return c.sh("find /etc/hardway /var/lib/hardway/hub /var/lib/hardway/proxy "
                 "/var/lib/hardway/secrets /etc/systemd/system/jupyterhub*.service "
-                "/opt/hardway/hub/bin/traefik -printf '%p %T@ %m %u:%g\\n' | sort").stdout
+                "/opt/hardway/bin/traefik -printf '%p %T@ %m %u:%g\\n' | sort").stdout
 
 
 def test_08_rerun_changes_nothing(installed):

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -32,6 +33,8 @@ log = logging.getLogger("hardway")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 #: in a venv while a package step may be under way (bootstrap.py writes the same name)
 MARKER = ".hardway-installing"
+#: what a venv was built with (hardway compares it with what is wanted)
+STAMP = ".hardway-stamp.json"
 
 
 def pins_file(name: str) -> Path:
@@ -75,6 +78,12 @@ def python_version_of(venv: Path) -> str | None:
 
 def current_python_version() -> str:
     return ".".join(map(str, sys.version_info[:3]))
+
+
+def series(version: str | None) -> str | None:
+    """"3.11.2" -> "3.11": a venv outlives a patch update of its Python (the interpreter
+    it links to is replaced in place, the ABI and site-packages path stay), not a minor one."""
+    return None if version is None else ".".join(version.split(".")[:2])
 
 
 def canonical_name(name: str) -> str:
@@ -216,15 +225,21 @@ class Env:
     rebuild: bool = True
     #: a requirements file of packages kept out (uv --excludes), removed if present
     excludes: Path | None = None
+    #: build every new version in its own directory here and then switch ``path`` (a
+    #: symlink) to it; None: change the venv at ``path`` in place
+    beside: Path | None = None
+    #: what ``path`` named before ``ensure`` switched it (the way back), else None
+    previous: Path | None = dataclasses.field(default=None, init=False)
 
     @property
     def stamp_file(self) -> Path:
-        return self.path / ".hardway-stamp.json"
+        return self.path / STAMP
 
     def wanted_stamp(self) -> dict[str, object]:
         digest = hashlib.sha256(self.constraints.read_bytes()).hexdigest()
         excluded = self.excluded()
-        return {"python": current_python_version(), "requirements": sorted(self.requirements),
+        return {"python": series(current_python_version()),
+                "requirements": sorted(self.requirements),
                 "constraints": digest, "bytecode": self.compile_bytecode, "excludes": excluded}
 
     def excluded(self) -> list[str]:
@@ -249,10 +264,13 @@ class Env:
         """Create/rebuild the venv and install into it; [] when it was already right."""
         if self.is_current():
             return []
+        if self.beside is not None:
+            return self._build_beside(self.beside, system, uv, wheelhouse)
         changes = []
         env = tool_env(wheelhouse)
         have = python_version_of(self.path)
-        if self.rebuild and have is not None and have != current_python_version():
+        if self.rebuild and have is not None and series(have) != series(
+                current_python_version()):
             shutil.rmtree(self.path)
             changes.append(f"rebuilt {self.path}: Python changed from {have} to "
                            f"{current_python_version()}")
@@ -317,3 +335,137 @@ class Env:
         if re.search(r"^\s*(Installed|Uninstalled) \d+ package", proc.stdout or "", re.M):
             changes.append(f"installed into {self.path}: {', '.join(self.requirements)}")
         return changes
+
+    def _build_beside(self, beside: Path, system: System, uv: str,
+                      wheelhouse: Path | None) -> list[str]:
+        """Build what is wanted in its own directory (or find it built), then switch."""
+        wanted = self.wanted_stamp()
+        name = self.path.name
+        target = beside / f"{name}-{env_id(wanted)}"
+        changes: list[str] = []
+        if not is_complete(target, wanted) and target.exists() \
+                and link_target(self.path) == target.resolve():
+            # the one in use lacks its stamp (removed to force a rebuild): never removed
+            # under running servers; the new build gets a name of its own
+            target = beside / f"{name}-{env_id(wanted)}-{int(time.time())}"
+        if is_complete(target, wanted):
+            changes.append(f"{target} holds this version already (built before): used again")
+        else:
+            if target.exists() or target.is_symlink():
+                shutil.rmtree(target)  # a build that was interrupted: never trusted, redone
+                changes.append(f"discarded {target} (its build was interrupted)")
+            beside.mkdir(parents=True, exist_ok=True)
+            env = tool_env(wheelhouse)
+            system.run([uv, "venv", "--python", base_python(), str(target)], env=env)
+            (target / MARKER).write_text("being built; if this file stays, the build was "
+                                         "interrupted and the next run starts it again\n")
+            cmd = [uv, "pip", "install", "--python", str(target / "bin" / "python"),
+                   "--constraints", str(self.constraints)]
+            if self.compile_bytecode:
+                cmd.append("--compile-bytecode")
+            if self.excludes is not None:
+                cmd += ["--excludes", str(self.excludes)]
+            system.run([*cmd, *self.requirements], env=env, timeout=1800)
+            lock_down(target)
+            (target / STAMP).write_text(json.dumps(wanted, indent=1) + "\n")
+            (target / MARKER).unlink()
+            changes.append(f"built {target}: {', '.join(self.requirements)}")
+        previous = switch_link(self.path, target)
+        if previous != target.resolve():
+            self.previous = previous
+            was = f" (was {previous.name})" if previous else ""
+            changes.append(f"{self.path} -> {target.name}{was}")
+        keep = {target.resolve()} | ({self.previous.resolve()} if self.previous else set())
+        changes += prune(beside, name, keep)
+        return changes
+
+
+def env_id(stamp: dict[str, object]) -> str:
+    """A directory name's suffix for what an environment holds: the same wanted stamp
+    gives the same directory, so going back to a previous version finds it built."""
+    return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def is_complete(venv: Path, stamp: dict[str, object]) -> bool:
+    """A venv whose build finished (no marker) and holds what ``stamp`` says."""
+    if (venv / MARKER).exists() or not (venv / "bin" / "python").exists():
+        return False
+    try:
+        return json.loads((venv / STAMP).read_text()) == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def link_target(link: Path) -> Path | None:
+    """The directory a stable environment name stands for: the symlink's target, the
+    directory itself for an install from before environments were built side by side."""
+    if link.is_symlink():
+        return (link.parent / os.readlink(link)).resolve()
+    return link if link.is_dir() else None
+
+
+def switch_link(link: Path, target: Path) -> Path | None:
+    """Point ``link`` at ``target`` in one rename (a process starting at any moment sees
+    the old environment or the new one, never none); returns what it pointed to. A real
+    directory there (an install from before side-by-side builds) is first moved beside
+    the others as NAME-legacy: its scripts name ``link``, so pointing ``link`` back at it
+    later makes it work again."""
+    previous = link_target(link)
+    if previous == target.resolve():
+        return previous
+    if previous is not None and not link.is_symlink():
+        legacy = target.parent / f"{link.name}-legacy"
+        if legacy.exists():
+            shutil.rmtree(legacy)
+        os.rename(link, legacy)
+        previous = legacy
+    tmp = link.with_name(f".{link.name}.switch")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(os.path.relpath(target, link.parent), tmp)
+    os.replace(tmp, link)
+    _fsync_dir(link.parent)
+    return previous
+
+
+def in_use(candidates: list[Path], proc: Path = Path("/proc")) -> set[Path]:
+    """The directories among ``candidates`` a running process has files mapped from (a
+    user's server started from an older environment keeps it until it stops)."""
+    if not candidates:
+        return set()
+    prefixes = {str(c) + os.sep: c for c in candidates}
+    used: set[Path] = set()
+    for maps in proc.glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text(errors="replace")
+        except OSError:  # gone, or not ours to read
+            continue
+        for prefix, c in prefixes.items():
+            if c not in used and prefix in text:
+                used.add(c)
+    return used
+
+
+def prune(beside: Path, name: str, keep: set[Path]) -> list[str]:
+    """Remove the built ``name`` environments in ``beside`` but those in ``keep`` (the
+    current one and the previous, the way back) and those a process still uses."""
+    others = [p for p in sorted(beside.glob(f"{name}-*"))
+              if p.is_dir() and not p.is_symlink() and p.resolve() not in keep]
+    busy = in_use(others)
+    removed = []
+    for p in others:
+        if p in busy:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(f"removed {p} (an older environment nothing uses)")
+    return removed
+
+

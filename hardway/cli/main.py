@@ -65,6 +65,12 @@ def cmd_install(args: argparse.Namespace, paths: Paths) -> int:
             keytypes.USERNAME.check(name)
         except keytypes.BadValue as e:
             raise UsageError(f"--admin {name!r}: {e}") from None
+    if args.wheelhouse is not None and not args.wheelhouse.is_dir():
+        raise UsageError(f"--wheelhouse {args.wheelhouse}: not a directory (expected a "
+                         "directory of wheels, as `pip download` or `uv pip download` fill)")
+    if args.wheelhouse is not None and args.online:
+        raise UsageError("--wheelhouse and --online: choose one (--online forgets a "
+                         "remembered wheelhouse)")
     setup_file_log(paths.install_log)
     log.info("hardway %s install: admins %s", __version__, sorted(admins))
     from hardway.apply.files import locked
@@ -72,7 +78,8 @@ def cmd_install(args: argparse.Namespace, paths: Paths) -> int:
     # one writing command at a time, from the first step to the last restart
     with locked(paths.lock_file, "install", print, paths.lock_holder):
         install(paths, System(), Options(
-            admins=admins, wheelhouse=args.wheelhouse, traefik_binary=args.traefik_binary,
+            admins=admins, wheelhouse=args.wheelhouse, online=args.online,
+            traefik_binary=args.traefik_binary,
             wait_timeout=args.timeout))
     return 0
 
@@ -183,7 +190,10 @@ def build_parser() -> ArgumentParser:
                    help="make NAME a hub admin (repeatable)")
     p.add_argument("--admin-passwords-stdin", action="store_true",
                    help='read {"name": "password"} JSON for admins from standard input')
-    p.add_argument("--wheelhouse", type=Path, help="install Python packages only from DIR")
+    p.add_argument("--wheelhouse", type=Path, help="install Python packages only from DIR "
+                   "(remembered: later installs and reloads use it too)")
+    p.add_argument("--online", action="store_true",
+                   help="forget a remembered --wheelhouse: use the package index again")
     p.add_argument("--traefik-binary", type=Path, help="use this Traefik binary")
     p.add_argument("--timeout", type=float, default=180.0,
                    help="seconds to wait for the hub to answer (default 180)")

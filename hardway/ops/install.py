@@ -43,7 +43,10 @@ PROXY_UNIT = "jupyterhub-proxy.service"
 @dataclasses.dataclass
 class Options:
     admins: dict[str, str | None]
+    #: install Python packages only from this directory; remembered for later runs
     wheelhouse: Path | None = None
+    #: forget a remembered wheelhouse
+    online: bool = False
     traefik_binary: Path | None = None
     wait_timeout: float = 180.0
 
@@ -218,11 +221,27 @@ def apt_step(system: System, packages: list[str]) -> list[str]:
     if not missing:
         return []
     env = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_MODE": "a"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends",
+               "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
+               *missing]
+    if apt_lists_age(APT_LISTS) < APT_FRESH:
+        # lists fetched within the day (`apt update && curl ... | sudo python3 -`, a new
+        # image): install from them, and only refresh them if that fails
+        if system.run(install, env=env, timeout=1800, check=False).returncode == 0:
+            return [f"apt installed {', '.join(missing)}"]
     system.run(["apt-get", "update", "-q"], env=env, timeout=600)
-    system.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
-                "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
-                *missing], env=env, timeout=1800)
+    system.run(install, env=env, timeout=1800)
     return [f"apt installed {', '.join(missing)}"]
+
+
+APT_LISTS = Path("/var/lib/apt/lists")
+APT_FRESH = 24 * 3600.0
+
+
+def apt_lists_age(lists: Path) -> float:
+    """Seconds since apt's package lists were last fetched (infinite: never)."""
+    newest = max((p.stat().st_mtime for p in lists.glob("*Release")), default=None)
+    return float("inf") if newest is None else max(0.0, time.time() - newest)
 
 
 def uv_path() -> str:
@@ -277,15 +296,40 @@ def hub_env_fingerprint() -> str:
 
 
 def user_env(paths: Paths, registry: Registry, settings: Settings) -> pyenv.Env:
+    """Each version is built beside the one in use and switched to when complete: running
+    servers keep the environment they started with (their scripts name its directory)."""
     reqs = ["jupyterlab", "notebook", "ipykernel", f"jupyterhub=={hub_version()}",
             *settings["user_environment.packages"], *collect(registry, settings, "user")]
     return pyenv.Env(paths.user_venv, sorted(dict.fromkeys(reqs)), pyenv.pins_file("user"),
-                     compile_bytecode=True, excludes=pyenv.pins_file("user-excludes"))
+                     compile_bytecode=True, excludes=pyenv.pins_file("user-excludes"),
+                     beside=paths.envs)
+
+
+def own_env(paths: Paths) -> Path:
+    """The hub environment this hardway runs from: a fresh build bootstrap.py made beside
+    the running one (switched to by `install` once it works), or the current one."""
+    import sys
+
+    mine = Path(sys.prefix)
+    return mine if mine.parent == paths.envs else paths.hub_venv
 
 
 def hub_env(paths: Paths, registry: Registry, settings: Settings) -> pyenv.Env:
-    return pyenv.Env(paths.hub_venv, collect(registry, settings, "hub"),
+    """The plugins' hub packages go into this hardway's own environment, in place: they
+    are only added (at pinned versions), and the running hub loads them at its restart."""
+    return pyenv.Env(own_env(paths), collect(registry, settings, "hub"),
                      pyenv.pins_file("hub"), compile_bytecode=True, rebuild=False)
+
+
+def switch_hub_env(paths: Paths) -> tuple[list[str], Path | None]:
+    """Point the hub environment's name at the one this hardway runs from, if it is not
+    already; returns (what changed, what it named before: the way back)."""
+    mine = own_env(paths)
+    if mine == paths.hub_venv or pyenv.link_target(paths.hub_venv) == mine.resolve():
+        return [], None
+    previous = pyenv.switch_link(paths.hub_venv, mine)
+    was = f" (was {previous.name})" if previous else ""
+    return [f"{paths.hub_venv} -> {mine.name}{was}"], previous
 
 
 def restart_plan(changed: list[tuple[File, str]], extra_hub: bool = False,
@@ -432,22 +476,38 @@ def install(paths: Paths, system: System, options: Options,
     rep.step("directories", lambda: directories_step(paths))
     rep.step("settings", lambda: settings_step(paths, options.admins))
     settings = load_settings(paths, registry)
+    wheelhouse = options.wheelhouse or (None if options.online else remembered_wheelhouse(paths))
+    if options.wheelhouse is None and wheelhouse is not None:
+        out(f"      packages only from {wheelhouse} (remembered; --online forgets it)")
     # the users' environment (the longest step) builds while everything else is done:
     # nothing before the end needs it (a spawn does); it is waited for before the
     # permissions walk and before install says it finished
+    users = user_env(paths, registry, settings)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="user-environment")
-    user_build = pool.submit(timed, user_env(paths, registry, settings).ensure, system,
-                             uv_path(), options.wheelhouse)
+    user_build = pool.submit(timed, users.ensure, system, uv_path(), wheelhouse)
     try:
         rep.step("secrets", lambda: secrets_step(paths))
         rep.step("system packages",
                  lambda: apt_step(system, collect(registry, settings, "apt")))
         hub_changes = rep.step("hub environment", lambda: hub_env(
-            paths, registry, settings).ensure(system, uv_path(), options.wheelhouse))
+            paths, registry, settings).ensure(system, uv_path(), wheelhouse))
         return _install_rest(paths, system, options, out, rep, registry, settings,
                              hub_changes, user_build)
-    finally:
+    except BaseException:
         pool.shutdown(wait=True)  # never leave uv working behind an error
+        if users.previous is not None:  # the users' environment goes back with the hub
+            pyenv.switch_link(paths.user_venv, users.previous)
+            out(f"      {paths.user_venv} points to {users.previous.name} again")
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def remembered_wheelhouse(paths: Paths) -> Path | None:
+    """The --wheelhouse an earlier install was given: an offline site stays offline for
+    every later install, reload and upgrade."""
+    value = read_state(paths).get("wheelhouse")
+    return Path(value) if isinstance(value, str) and value else None
 
 
 def timed(fn: Callable[..., list[str]], *args: Any) -> tuple[list[str], float]:
@@ -466,6 +526,10 @@ def _install_rest(paths: Paths, system: System, options: Options, out: Callable[
     old_state = read_state(paths)
     ctx.state.update(old_state)
     ctx.state["hub_env"] = hub_env_fingerprint()
+    if options.wheelhouse is not None:
+        ctx.state["wheelhouse"] = str(options.wheelhouse.resolve())
+    elif options.online:
+        ctx.state.pop("wheelhouse", None)
     rep.step("proxy and spawner prerequisites", lambda: [
         c for choice in registry.selected(settings).values()
         for c in registry.call(choice, "install", settings, ctx)])
@@ -522,10 +586,24 @@ def _install_rest(paths: Paths, system: System, options: Options, out: Callable[
             txn.clear(paths.pending_change)
             return []
 
+        hub_before: list[Path] = []
+
+        def services() -> list[str]:
+            # a hub environment bootstrap.py built beside the running one becomes the
+            # hub's now, with the files rendered for it; the hub restarts into it
+            switched, before = switch_hub_env(paths)
+            if switched:
+                restart.add(HUB_UNIT)
+            if before is not None:
+                hub_before.append(before)
+            return switched + services_step(system, daemon_reload, restart, units)
+
         try:
-            rep.step("services", lambda: services_step(system, daemon_reload, restart, units))
+            rep.step("services", services)
             rep.step("check", check)
         except BaseException as e:
+            if hub_before:  # back to the environment that ran before
+                pyenv.switch_link(paths.hub_venv, hub_before[0])
             if not plan.previous:  # a first install: there is nothing to go back to
                 raise
             back = undo(paths, system, records[0], restart, settings, options.wait_timeout)

@@ -30,6 +30,7 @@ from .install import (
     hub_env_fingerprint,
     public_secrets,
     read_state,
+    remembered_wheelhouse,
     render_now,
     restart_plan,
     restart_verb,
@@ -219,7 +220,8 @@ def environments(paths: Paths, system: System, registry: Registry,
     for label, env in zip(("hub environment", "user environment"),
                           env_specs(paths, registry, settings), strict=True):
         if not env.is_current():
-            lines += [f"{label}: {c}" for c in env.ensure(system, uv_path())]
+            lines += [f"{label}: {c}" for c in env.ensure(system, uv_path(),
+                                                           remembered_wheelhouse(paths))]
     return lines
 
 

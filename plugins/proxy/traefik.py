@@ -309,6 +309,10 @@ class Traefik(Choice):
                 changes.append(f"generated a self-signed certificate for {', '.join(names)}")
         local = ctx.traefik_local
         known = ctx.state.get("traefik")
+        moved = p.hub_venv / "bin" / "traefik"  # where it was, before switchable envs
+        if local is None and not p.traefik_binary.exists() and moved.is_file() \
+                and traefik_binary.is_current(moved):
+            local = moved  # copied (and checked) rather than downloaded again
         installed = traefik_binary.ensure(p.traefik_binary, system, local, ctx.notes, known,
                                           settings["proxy.traefik.download_url"])
         if installed is not None:
