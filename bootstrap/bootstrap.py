@@ -442,6 +442,10 @@ def run(args, inst):
             if have is not None and have.split(".")[:2] != wanted["python"].split("."):
                 print("      Python changed from {} to {}: a new environment is built "
                       "beside the old one".format(have, wanted["python"]))
+        if venv == current:
+            # the one in use, but its stamp differs (removed to force a rebuild, say): it
+            # is never removed under the running hub; the new build gets its own name
+            venv = "{}-{}".format(venv, int(time.time()))
         if is_complete(venv, wanted):
             print("      {} holds this version already (built before): used again".format(venv))
         else:
