@@ -42,6 +42,7 @@ later run until ``--online``.
 """
 
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -59,6 +60,9 @@ ENVS = PREFIX + "/envs"  # hardway.paths.Paths.envs
 MARKER = ".hardway-installing"  # hardway.pyenv.MARKER
 SOURCE_STAMP = ".hardway-source.json"
 INSTALL_STATE = "/var/lib/hardway/install-state.json"  # hardway.paths.Paths.install_state
+WHEELS = PREFIX + "/wheels"  # hardway.paths.Paths.wheels
+JUPYTERHUB_VERSIONS = ("5.5.4", "6.1.1")  # hardway.versions.JUPYTERHUB
+PINNED_JUPYTERHUB = JUPYTERHUB_VERSIONS[-1]
 LOG_DIR = "/var/log/hardway"
 LOG_FILE = LOG_DIR + "/install.log"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -150,6 +154,9 @@ def parse_args(argv):
     p.add_argument("--online", action="store_true",
                    help="forget a remembered --wheelhouse: use the package index again")
     p.add_argument("--traefik-binary", metavar="PATH", help="use this Traefik binary")
+    p.add_argument("--jupyterhub", metavar="VERSION", choices=JUPYTERHUB_VERSIONS,
+                   help="the JupyterHub version (one of {}; default {}, hardway's pin)".format(
+                       ", ".join(JUPYTERHUB_VERSIONS), PINNED_JUPYTERHUB))
     p.add_argument("--force", action="store_true", help="install on an unsupported distribution")
     args = p.parse_args(argv)
     admins = {}
@@ -303,6 +310,13 @@ def source_tree_digest(root):
     return h.hexdigest()
 
 
+def source_version(root):
+    """hardway's version in a checkout (hardway/__init__.py's __version__)."""
+    with open(os.path.join(root, "hardway", "__init__.py")) as f:
+        m = re.search(r"^__version__\s*=\s*[\"']([^\"']+)", f.read(), re.M)
+    return m.group(1) if m else "0"
+
+
 def file_digest(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -320,7 +334,7 @@ def is_complete(venv, wanted):
         return False
 
 
-def build_hub_env(inst, env, venv, source, plugins, wanted, pins):
+def build_hub_env(inst, env, venv, wanted, pins):
     """Python, the pinned uv, then hardway and its plugins, in a directory of its own. A
     build that was interrupted is never trusted: its directory is removed and built again
     (the uv and pip caches make that quick)."""
@@ -337,16 +351,44 @@ def build_hub_env(inst, env, venv, source, plugins, wanted, pins):
     py = os.path.join(venv, "bin", "python")
     inst.run([py, "-m", "pip", "install", "-q", "uv==" + UV_VERSION], env=env)
     inst.step("hardway")
-    constraints = ["--constraints", pins] if pins and os.path.isfile(pins) else []
-    # a source tree is always built afresh (uv's cache would otherwise reuse a build of
-    # the same directory made before its files changed)
-    fresh = ["--reinstall-package", "hardway"] if os.path.isdir(source) else []
-    inst.run([os.path.join(venv, "bin", "uv"), "pip", "install", "--python", py,
-              *constraints, *fresh, source, *plugins], env=env)
+    uv = os.path.join(venv, "bin", "uv")
+    source = wanted["source"]
+    if wanted["wheel"]:
+        # a wheel of the checkout, kept: `hardway upgrade` builds later hub environments
+        # (another JupyterHub version) from it, without the checkout
+        out = os.path.dirname(wanted["wheel"])
+        if not os.path.isfile(wanted["wheel"]):
+            shutil.rmtree(out, ignore_errors=True)
+            inst.run([uv, "build", "--wheel", "--out-dir", out + ".tmp", source], env=env)
+            built = glob.glob(os.path.join(out + ".tmp", "hardway-*.whl"))
+            if len(built) != 1:
+                raise Failure("building hardway from {} gave {}".format(source, built))
+            os.rename(built[0], os.path.join(out + ".tmp", os.path.basename(wanted["wheel"])))
+            os.rename(out + ".tmp", out)
+        source = wanted["wheel"]
+    cmd = [uv, "pip", "install", "--python", py]
+    if pins and os.path.isfile(pins):
+        cmd += ["--constraints", pins]
+    if wanted["jupyterhub"]:
+        override = os.path.join(venv, ".hardway-overrides.txt")
+        with open(override, "w") as f:
+            f.write("jupyterhub=={}\n".format(wanted["jupyterhub"]))
+        cmd += ["--override", override]
+    inst.run([*cmd, source, *wanted["plugins"]], env=env)
     with open(os.path.join(venv, SOURCE_STAMP), "w") as f:
         json.dump(wanted, f)
     os.remove(os.path.join(venv, MARKER))
-    print("      installed hardway from " + source)
+    print("      installed hardway from " + wanted["source"] + (
+        " with JupyterHub " + wanted["jupyterhub"] if wanted["jupyterhub"] else ""))
+
+
+def read_stamp(venv):
+    try:
+        with open(os.path.join(venv, SOURCE_STAMP)) as f:
+            stamp = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
 
 
 def default_source():
@@ -424,11 +466,19 @@ def run(args, inst):
     source = args.source or default_source()
     is_dir = os.path.isdir(source)
     pins = os.path.join(source, "hardway", "pins", "hub.txt") if is_dir else None
-    wanted = {"source": source, "plugins": sorted(args.plugin),
-              "digest": source_tree_digest(source) if is_dir else None,
-              "pins": file_digest(pins) if pins and os.path.isfile(pins) else None,
-              "python": "{}.{}".format(*sys.version_info[:2]), "uv": UV_VERSION}
     current = os.path.realpath(HUB_VENV) if os.path.isdir(HUB_VENV) else None
+    digest = source_tree_digest(source) if is_dir else None
+    # a JupyterHub version chosen earlier (versions.jupyterhub, applied by `hardway
+    # upgrade`) stays until it is changed there or with --jupyterhub
+    jupyterhub = args.jupyterhub or (read_stamp(current).get("jupyterhub") if current else None)
+    if jupyterhub == PINNED_JUPYTERHUB:
+        jupyterhub = None
+    wanted = {"source": source, "plugins": sorted(args.plugin), "digest": digest,
+              "wheel": os.path.join(WHEELS, digest[:12], "hardway-{}-py3-none-any.whl".format(
+                  source_version(source))) if digest else None,
+              "pins": file_digest(pins) if pins and os.path.isfile(pins) else None,
+              "python": "{}.{}".format(*sys.version_info[:2]), "uv": UV_VERSION,
+              "jupyterhub": jupyterhub}
     if current is not None and is_complete(current, wanted):
         venv = current
         print("      unchanged: " + venv)
@@ -449,7 +499,7 @@ def run(args, inst):
         if is_complete(venv, wanted):
             print("      {} holds this version already (built before): used again".format(venv))
         else:
-            build_hub_env(inst, env, venv, source, args.plugin, wanted, pins)
+            build_hub_env(inst, env, venv, wanted, pins)
     inst.n = max(inst.n, 4)  # uv and hardway were steps of the build (or not needed)
 
     inst.step("hand over to `hardway install`")
@@ -460,6 +510,8 @@ def run(args, inst):
     passwords = {k: v for k, v in args.admins.items() if v}
     if passwords:
         cmd.append("--admin-passwords-stdin")
+    if args.jupyterhub:
+        cmd += ["--jupyterhub", args.jupyterhub]
     if args.wheelhouse:
         cmd += ["--wheelhouse", args.wheelhouse]
     elif args.online:

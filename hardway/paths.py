@@ -28,6 +28,12 @@ class Paths:
         return self.prefix / "envs"
 
     @property
+    def wheels(self) -> Path:
+        """hardway's own wheel per source (bootstrap.py builds it from a checkout): what
+        `hardway upgrade` installs into a new hub environment."""
+        return self.prefix / "wheels"
+
+    @property
     def hub_venv(self) -> Path:
         """The hub's environment (hardway runs from it): a symlink into ``envs``."""
         return self.prefix / "hub"
@@ -167,6 +173,11 @@ class Paths:
         return self._p("var", "backups", "hardway")
 
     # --- logs and units
+    @property
+    def db_backups(self) -> Path:
+        """The hub database as it was before each JupyterHub upgrade (the newest kept)."""
+        return self.backups / "database"
+
     @property
     def log_dir(self) -> Path:
         return self._p("var", "log", "hardway")

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import sqlite3
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -245,3 +246,16 @@ def ensure_self_signed(cert_path: Path, key_path: Path, names: list[str]) -> boo
     write_atomic(key_path, pair.key_pem, 0o600, 0, 0)
     write_atomic(cert_path, pair.cert_pem, 0o644, 0, 0)
     return True
+
+
+def copy_sqlite(src: Path, dst: Path) -> None:
+    """A consistent copy of a live SQLite database (the sqlite3 backup API)."""
+    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
+    try:
+        target = sqlite3.connect(dst)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()

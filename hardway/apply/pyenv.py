@@ -228,8 +228,15 @@ class Env:
     #: build every new version in its own directory here and then switch ``path`` (a
     #: symlink) to it; None: change the venv at ``path`` in place
     beside: Path | None = None
+    #: requirements that replace the pins' versions (uv --override): a chosen JupyterHub
+    #: or JupyterLab version other than the pinned one
+    overrides: list[str] = dataclasses.field(default_factory=list)
+    #: give the venv pip (uv venv --seed): hardway's own tools use it
+    seed: bool = False
     #: what ``path`` named before ``ensure`` switched it (the way back), else None
     previous: Path | None = dataclasses.field(default=None, init=False)
+    #: the directory the last beside build made or found
+    built: Path | None = dataclasses.field(default=None, init=False)
 
     @property
     def stamp_file(self) -> Path:
@@ -238,9 +245,20 @@ class Env:
     def wanted_stamp(self) -> dict[str, object]:
         digest = hashlib.sha256(self.constraints.read_bytes()).hexdigest()
         excluded = self.excluded()
-        return {"python": series(current_python_version()),
-                "requirements": sorted(self.requirements),
-                "constraints": digest, "bytecode": self.compile_bytecode, "excludes": excluded}
+        stamp: dict[str, object] = {
+            "python": series(current_python_version()), "requirements": sorted(self.requirements),
+            "constraints": digest, "bytecode": self.compile_bytecode, "excludes": excluded}
+        if self.overrides:
+            stamp["overrides"] = sorted(self.overrides)
+        return stamp
+
+    def override_args(self, venv: Path) -> list[str]:
+        """uv's --override, from a file kept in the venv (what it was built with)."""
+        if not self.overrides:
+            return []
+        path = venv / ".hardway-overrides.txt"
+        path.write_text("".join(f"{o}\n" for o in sorted(self.overrides)))
+        return ["--override", str(path)]
 
     def excluded(self) -> list[str]:
         if self.excludes is None:
@@ -260,12 +278,14 @@ class Env:
         except (FileNotFoundError, ValueError):
             return False
 
-    def ensure(self, system: System, uv: str, wheelhouse: Path | None = None) -> list[str]:
-        """Create/rebuild the venv and install into it; [] when it was already right."""
-        if self.is_current():
+    def ensure(self, system: System, uv: str, wheelhouse: Path | None = None,
+               switch: bool = True) -> list[str]:
+        """Create/rebuild the venv and install into it; [] when it was already right.
+        With ``beside``, ``switch=False`` only builds (``built`` names the directory)."""
+        if switch and self.is_current():
             return []
         if self.beside is not None:
-            return self._build_beside(self.beside, system, uv, wheelhouse)
+            return self._build_beside(self.beside, system, uv, wheelhouse, switch)
         changes = []
         env = tool_env(wheelhouse)
         have = python_version_of(self.path)
@@ -295,6 +315,7 @@ class Env:
             cmd.append("--compile-bytecode")
         if self.excludes is not None:
             cmd += ["--excludes", str(self.excludes)]
+        cmd += self.override_args(self.path)
         requested = {requirement_name(r) for r in self.requirements}
         repaired: list[str] = []
         for _ in range(2):
@@ -337,7 +358,7 @@ class Env:
         return changes
 
     def _build_beside(self, beside: Path, system: System, uv: str,
-                      wheelhouse: Path | None) -> list[str]:
+                      wheelhouse: Path | None, switch: bool = True) -> list[str]:
         """Build what is wanted in its own directory (or find it built), then switch."""
         wanted = self.wanted_stamp()
         name = self.path.name
@@ -356,7 +377,8 @@ class Env:
                 changes.append(f"discarded {target} (its build was interrupted)")
             beside.mkdir(parents=True, exist_ok=True)
             env = tool_env(wheelhouse)
-            system.run([uv, "venv", "--python", base_python(), str(target)], env=env)
+            seed = ["--seed"] if self.seed else []
+            system.run([uv, "venv", *seed, "--python", base_python(), str(target)], env=env)
             (target / MARKER).write_text("being built; if this file stays, the build was "
                                          "interrupted and the next run starts it again\n")
             cmd = [uv, "pip", "install", "--python", str(target / "bin" / "python"),
@@ -365,11 +387,15 @@ class Env:
                 cmd.append("--compile-bytecode")
             if self.excludes is not None:
                 cmd += ["--excludes", str(self.excludes)]
+            cmd += self.override_args(target)
             system.run([*cmd, *self.requirements], env=env, timeout=1800)
             lock_down(target)
             (target / STAMP).write_text(json.dumps(wanted, indent=1) + "\n")
             (target / MARKER).unlink()
             changes.append(f"built {target}: {', '.join(self.requirements)}")
+        self.built = target
+        if not switch:
+            return changes
         previous = switch_link(self.path, target)
         if previous != target.resolve():
             self.previous = previous

@@ -68,6 +68,12 @@ def cmd_install(args: argparse.Namespace, paths: Paths) -> int:
     if args.wheelhouse is not None and not args.wheelhouse.is_dir():
         raise UsageError(f"--wheelhouse {args.wheelhouse}: not a directory (expected a "
                          "directory of wheels, as `pip download` or `uv pip download` fill)")
+    from hardway import versions
+
+    if args.jupyterhub is not None and args.jupyterhub not in versions.JUPYTERHUB:
+        raise UsageError(f"--jupyterhub {args.jupyterhub!r}: expected one of "
+                         f"{', '.join(versions.JUPYTERHUB)} (the versions this hardway was "
+                         "tested with)")
     if args.wheelhouse is not None and args.online:
         raise UsageError("--wheelhouse and --online: choose one (--online forgets a "
                          "remembered wheelhouse)")
@@ -79,9 +85,41 @@ def cmd_install(args: argparse.Namespace, paths: Paths) -> int:
     with locked(paths.lock_file, "install", print, paths.lock_holder):
         install(paths, System(), Options(
             admins=admins, wheelhouse=args.wheelhouse, online=args.online,
-            traefik_binary=args.traefik_binary,
+            traefik_binary=args.traefik_binary, jupyterhub=args.jupyterhub,
             wait_timeout=args.timeout))
     return 0
+
+
+def cmd_upgrade(args: argparse.Namespace, paths: Paths) -> int:
+    """Build the hub environment for versions.jupyterhub beside the running one, then
+    hand over to `hardway install` run from it (which backs up and migrates the database,
+    switches, and rolls back on failure)."""
+    from hardway.apply.files import locked
+    from hardway.apply.system import System
+    from hardway.ops import upgrade
+    from hardway.ops.install import own_env, remembered_wheelhouse, uv_path
+    from hardway.plugin.manager import Registry, load_settings, make_manager
+
+    require_root()
+    setup_file_log(paths.install_log)
+    with locked(paths.lock_file, "upgrade", print, paths.lock_holder):
+        settings = load_settings(paths, Registry(make_manager()))
+        wanted = settings["versions.jupyterhub"]
+        own = own_env(paths)
+        have = upgrade.jupyterhub_version(own)
+        upgrade.check_direction(have, wanted)
+        target = own
+        if have != wanted:
+            print(f"hardway: JupyterHub {have} -> {wanted}: building its hub environment "
+                  "beside the running one")
+            target = upgrade.build_hub_env(paths, System(), own, wanted, uv_path(),
+                                           remembered_wheelhouse(paths), print)
+        else:
+            print(f"hardway: JupyterHub {have} is the one in use (versions.jupyterhub)")
+    # the lock is released here: install takes it again, from the new environment
+    exe = str(target / "bin" / "hardway")
+    sys.stdout.flush()
+    os.execv(exe, [exe, "install", "--timeout", str(args.timeout)])
 
 
 def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
@@ -195,9 +233,17 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--online", action="store_true",
                    help="forget a remembered --wheelhouse: use the package index again")
     p.add_argument("--traefik-binary", type=Path, help="use this Traefik binary")
+    p.add_argument("--jupyterhub", metavar="VERSION", help="set versions.jupyterhub "
+                   "(bootstrap.py --jupyterhub builds the hub environment with it)")
     p.add_argument("--timeout", type=float, default=180.0,
                    help="seconds to wait for the hub to answer (default 180)")
     p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("upgrade", help="apply versions.jupyterhub: a new hub environment "
+                       "beside the running one, the database backed up and migrated")
+    p.add_argument("--timeout", type=float, default=180.0,
+                   help="seconds to wait for the hub to answer (default 180)")
+    p.set_defaults(func=cmd_upgrade)
 
     p = sub.add_parser("status", help="state of the services and where things come from")
     p.set_defaults(func=cmd_status)

@@ -39,7 +39,7 @@ from typing import IO, Any
 from hardway_plugins.spawner.systemd import ACCOUNT_MARKER, ADMIN_GROUP
 
 from hardway import __version__
-from hardway.apply.files import locked, write_atomic
+from hardway.apply.files import copy_sqlite, locked, write_atomic
 from hardway.apply.system import System
 from hardway.errors import ConfigError, HardwayError, UsageError
 from hardway.paths import Paths
@@ -255,19 +255,6 @@ def db_revision(db: Path) -> str | None:
     except sqlite3.Error:
         return None
     return str(row[0]) if row else None
-
-
-def copy_sqlite(src: Path, dst: Path) -> None:
-    """A consistent copy of a live SQLite database (the sqlite3 backup API)."""
-    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
-    try:
-        target = sqlite3.connect(dst)
-        try:
-            source.backup(target)
-        finally:
-            target.close()
-    finally:
-        source.close()
 
 
 def hub_version() -> str | None:

@@ -22,11 +22,13 @@ from typing import Any
 
 import bcrypt
 
+from hardway import versions
 from hardway.apply import pyenv
 from hardway.apply import transaction as txn
 from hardway.apply.files import apply_files, ensure_dir, lock_down, locked, write_atomic
 from hardway.apply.system import System
 from hardway.errors import ConfigError, HardwayError, ServiceFailed
+from hardway.ops import upgrade
 from hardway.paths import Paths
 from hardway.plugin.contract import Context, File, check_url, hub_url
 from hardway.plugin.manager import Registry, call_hook, load_settings, make_manager, results
@@ -47,6 +49,8 @@ class Options:
     wheelhouse: Path | None = None
     #: forget a remembered wheelhouse
     online: bool = False
+    #: set versions.jupyterhub (bootstrap.py --jupyterhub built the environment with it)
+    jupyterhub: str | None = None
     traefik_binary: Path | None = None
     wait_timeout: float = 180.0
 
@@ -171,14 +175,18 @@ def directories_step(paths: Paths) -> list[str]:
     return changes
 
 
-def settings_step(paths: Paths, admins: dict[str, str | None]) -> list[str]:
-    """Create config.yaml if missing; add --admin names to users.admin."""
+def settings_step(paths: Paths, admins: dict[str, str | None],
+                  jupyterhub: str | None = None) -> list[str]:
+    """Create config.yaml if missing; add --admin names to users.admin; set
+    versions.jupyterhub from --jupyterhub."""
     with locked(paths.lock_file):
         doc = ConfigDoc(paths.config_file)
         current = list(doc.get("users.admin") or [])
         missing = [a for a in admins if a not in current]
         if missing:
             doc.set("users.admin", current + missing)
+        if jupyterhub is not None and doc.get("versions.jupyterhub") != jupyterhub:
+            doc.set("versions.jupyterhub", jupyterhub)
         text = doc.dumps()
         if paths.config_file.is_file() and text == doc.original:
             if paths.config_file.stat().st_mode & 0o077:
@@ -302,7 +310,8 @@ def user_env(paths: Paths, registry: Registry, settings: Settings) -> pyenv.Env:
             *settings["user_environment.packages"], *collect(registry, settings, "user")]
     return pyenv.Env(paths.user_venv, sorted(dict.fromkeys(reqs)), pyenv.pins_file("user"),
                      compile_bytecode=True, excludes=pyenv.pins_file("user-excludes"),
-                     beside=paths.envs)
+                     beside=paths.envs, overrides=versions.overrides(
+                         hub_version(), settings["versions.jupyterlab"]))
 
 
 def own_env(paths: Paths) -> Path:
@@ -318,7 +327,8 @@ def hub_env(paths: Paths, registry: Registry, settings: Settings) -> pyenv.Env:
     """The plugins' hub packages go into this hardway's own environment, in place: they
     are only added (at pinned versions), and the running hub loads them at its restart."""
     return pyenv.Env(own_env(paths), collect(registry, settings, "hub"),
-                     pyenv.pins_file("hub"), compile_bytecode=True, rebuild=False)
+                     pyenv.pins_file("hub"), compile_bytecode=True, rebuild=False,
+                     overrides=versions.overrides(hub_version()))
 
 
 def switch_hub_env(paths: Paths) -> tuple[list[str], Path | None]:
@@ -474,7 +484,7 @@ def install(paths: Paths, system: System, options: Options,
     rep = Reporter(13, out)
     registry = Registry(make_manager())
     rep.step("directories", lambda: directories_step(paths))
-    rep.step("settings", lambda: settings_step(paths, options.admins))
+    rep.step("settings", lambda: settings_step(paths, options.admins, options.jupyterhub))
     settings = load_settings(paths, registry)
     wheelhouse = options.wheelhouse or (None if options.online else remembered_wheelhouse(paths))
     if options.wheelhouse is None and wheelhouse is not None:
@@ -523,6 +533,13 @@ def _install_rest(paths: Paths, system: System, options: Options, out: Callable[
                   admin_passwords={k: v for k, v in options.admins.items() if v},
                   pm=registry.pm, traefik_local=options.traefik_binary,
                   memory_total=system.memory_total())
+    # another JupyterHub in the environment this hardway runs from: its database is
+    # migrated in the services step (a downgrade is refused here, before any change)
+    migration = upgrade.needs_migration(paths, own_env(paths))
+    chosen = settings["versions.jupyterhub"]
+    if chosen != hub_version():
+        ctx.notes.append(f"versions.jupyterhub is {chosen} but the hub environment has "
+                         f"JupyterHub {hub_version()}: `hardway upgrade` applies it")
     old_state = read_state(paths)
     ctx.state.update(old_state)
     ctx.state["hub_env"] = hub_env_fingerprint()
@@ -591,12 +608,17 @@ def _install_rest(paths: Paths, system: System, options: Options, out: Callable[
         def services() -> list[str]:
             # a hub environment bootstrap.py built beside the running one becomes the
             # hub's now, with the files rendered for it; the hub restarts into it
+            lines: list[str] = []
+            if migration is not None:
+                restart.add(HUB_UNIT)  # stopped for the migration: a rollback starts it
+                lines += upgrade.upgrade_database(paths, system, settings, own_env(paths),
+                                                  *migration, out)
             switched, before = switch_hub_env(paths)
             if switched:
                 restart.add(HUB_UNIT)
             if before is not None:
                 hub_before.append(before)
-            return switched + services_step(system, daemon_reload, restart, units)
+            return lines + switched + services_step(system, daemon_reload, restart, units)
 
         try:
             rep.step("services", services)

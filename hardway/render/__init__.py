@@ -113,7 +113,9 @@ def core_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
             "db_url": ctx.secret(settings["hub.db_url"]) or f"sqlite:///{p.hub_db}",
             # the proxy is a separate service: a hub restart leaves users' servers running
             "cleanup_servers": False,
-            "upgrade_db": True,
+            # a schema migration is a step of `hardway install` of its own (backed up
+            # first, its own timeout): never inside the hub's start
+            "upgrade_db": False,
         },
         "Authenticator": auth,
         "Spawner": spawner,

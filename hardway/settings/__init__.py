@@ -20,6 +20,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from hardway import versions
 from hardway.errors import ConfigError
 
 from . import keytypes as kt
@@ -136,6 +137,14 @@ def core_keys() -> list[Key]:
             "Extra Python packages installed into the users' environment."),
         Key("spawner.http_timeout", kt.Int(10, 3600), 180,
             "Seconds a starting server may take to answer before the spawn fails."),
+        Key("versions.jupyterhub", kt.OneOf(*versions.JUPYTERHUB), versions.JUPYTERHUB[-1],
+            "JupyterHub version (those this release of hardway was tested with). A change "
+            "is applied by `hardway upgrade`: the database is backed up and migrated; "
+            "going back to an older version is refused (its database cannot go back).",
+            hub=False),
+        Key("versions.jupyterlab", kt.OneOf(*versions.JUPYTERLAB), versions.JUPYTERLAB[-1],
+            "JupyterLab version in the users' environment (those this release was "
+            "tested with); applied by `hardway config reload`.", hub=False),
         Key("hub.db_url", kt.Str(r"(sqlite|postgresql(\+psycopg)?)://.*",
                                  "an SQLAlchemy URL such as postgresql://user:pw@host/db, "
                                  "or empty for SQLite in /var/lib/hardway"),
