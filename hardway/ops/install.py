@@ -497,8 +497,8 @@ def install(paths: Paths, system: System, options: Options,
     user_build = pool.submit(timed, users.ensure, system, uv_path(), wheelhouse)
     try:
         rep.step("secrets", lambda: secrets_step(paths))
-        rep.step("system packages",
-                 lambda: apt_step(system, collect(registry, settings, "apt")))
+        rep.step("system packages", lambda: apt_step(
+            system, collect(registry, settings, "apt") + upgrade.apt_packages(settings)))
         hub_changes = rep.step("hub environment", lambda: hub_env(
             paths, registry, settings).ensure(system, uv_path(), wheelhouse))
         return _install_rest(paths, system, options, out, rep, registry, settings,

@@ -89,6 +89,12 @@ def needs_migration(paths: Paths, own: Path) -> tuple[str, str] | None:
 # --------------------------------------------------------------------------- database
 
 
+def apt_packages(settings: Settings) -> list[str]:
+    """pg_dump and pg_restore, when the hub database is PostgreSQL."""
+    url = resolve_secret(settings["hub.db_url"]) or ""
+    return ["postgresql-client"] if url.startswith("postgresql") else []
+
+
 def db_url(paths: Paths, settings: Settings) -> str:
     return resolve_secret(settings["hub.db_url"]) or f"sqlite:///{paths.hub_db}"
 
