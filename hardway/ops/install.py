@@ -29,7 +29,14 @@ from hardway.apply.system import System
 from hardway.errors import ConfigError, HardwayError, ServiceFailed
 from hardway.paths import Paths
 from hardway.plugin.contract import Context, File, check_url, hub_url
-from hardway.plugin.manager import Registry, call_hook, load_settings, make_manager, results
+from hardway.plugin.manager import (
+    ENTRY_POINT_GROUP,
+    Registry,
+    call_hook,
+    load_settings,
+    make_manager,
+    results,
+)
 from hardway.render import render_all
 from hardway.settings import Settings
 from hardway.settings.configfile import ConfigDoc
@@ -285,7 +292,11 @@ def user_env(paths: Paths, registry: Registry, settings: Settings) -> pyenv.Env:
 
 def hub_env(paths: Paths, registry: Registry, settings: Settings) -> pyenv.Env:
     return pyenv.Env(paths.hub_venv, collect(registry, settings, "hub"),
-                     pyenv.pins_file("hub"), compile_bytecode=True, rebuild=False)
+                     pyenv.pins_file("hub"), compile_bytecode=True, rebuild=False,
+                     # the sync keeps hardway (and what it needs), the tools bootstrap.py
+                     # put there, and plugins installed with bootstrap.py --plugin
+                     keep=("hardway", "uv", "pip", "setuptools"),
+                     keep_groups=(ENTRY_POINT_GROUP,))
 
 
 def restart_plan(changed: list[tuple[File, str]], extra_hub: bool = False,
