@@ -299,7 +299,9 @@ class Env:
         found = damage(self.path) if interrupted else Damage()
         self.marker.write_text("a package step is under way; if this file stays, the next "
                                "`hardway install` checks and repairs this environment\n")
-        cmd = [uv, "pip", "install", "--python", python, "--constraints", str(self.constraints)]
+        cmd = [uv, "pip", "install", "--python", python, "--constraints", str(self.constraints),
+               # what building a package without a wheel needs comes hash-checked too
+               "--build-constraints", str(pins_file("build"))]
         pins = pinning.read_pins(self.constraints.read_text())
         if self.compile_bytecode:
             cmd.append("--compile-bytecode")
