@@ -24,11 +24,18 @@ What it does, each step skipped when already done:
   1. apt-installs the few Debian packages it needs (python3-venv, ca-certificates);
   2. creates the hub environment (a new one when hardway, its pins or Python's minor
      version changed);
-  3. installs the pinned uv into it with pip;
-  4. installs hardway (from --source: default the checkout this file sits in, else the
-     package index) and any --plugin, with uv, at the pinned versions;
+  3. installs the pinned uv into it with pip, requiring one of the hashes below;
+  4. installs hardway (from --source: default the checkout this file sits in, built into
+     a wheel kept for later upgrades; else hardway==HARDWAY_VERSION from the package
+     index) without its dependencies, then its dependencies at the versions and sha256
+     of the hub.txt that hardway ships (uv --require-hashes: a file whose hash is not
+     pinned is refused before anything is installed), then any --plugin (its packages
+     that hub.txt pins are hash-checked too);
   5. hands over to ``hardway install``, which does the rest and can be rerun alone.
 The full log goes to /var/log/hardway/install.log (root-only).
+
+A source tree has no hash to check: hardway built from a checkout is the code the admin ran
+this file from (its build requirements are hash-checked: hardway/pins/build.txt).
 
 Each version of the hub environment is built in a directory of its own under
 /opt/hardway/envs, beside the one the running hub uses; /opt/hardway/hub is a symlink
@@ -42,6 +49,7 @@ later run until ``--online``.
 """
 
 import argparse
+import email
 import glob
 import hashlib
 import json
@@ -53,6 +61,31 @@ import sys
 import time
 
 UV_VERSION = "0.13.9"
+#: the sha256 of every uv 0.13.9 wheel: the same as uv's in hardway/pins/hub.txt (a test
+#: keeps them equal; this file runs before that one is on the machine)
+UV_SHA256 = (
+    "16963d19594e18d746a70c7fce82237bde4f2cac4cfcf0ca2b84796fe9d0c6e9",
+    "2c45530751517d6c3bbc69a19473f6effe47cce047bede01ffd8af7ea7b36b25",
+    "3eeeb51a267a2144640fcd8f38d4a2f63439b39bc47445fd84727c3fc462c843",
+    "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
+    "56ec37616c00220032fc7b8c9d0ef51367fd0d70d9cd6ddd841660f949f84fed",
+    "66c512266d633bef48384a1f53003f41f2a8e7b36fe6e7fbfd3e0fd52d96fa63",
+    "6a44b2ed8111d2f60d2b92627c5dccda3f7ed7570b18ce115e569cd68c28246b",
+    "6b0c7b9f47a5d011939d61e324d3fe18a8bc155d8dd53add738709a92f290a7c",
+    "6d5114bba238adddacb32fb11904f2b3ff4e988f8e9ff0d8d3b5e9822cf836b8",
+    "7ec1e1dd9b6cb335c301afdf877989df384227313981850755a59561f75e4ab8",
+    "a2ee66fe8b6608e1482ab1bde5799da04705c1cb40324c7f66054ecf46ae6e40",
+    "a6e845f387e4ed55bb59342957a9179e24a631fcc7668bda3426ae1cef8ed4b9",
+    "c16ed11e013557536b3e60065f1b912f6407bd6518e041b961e23ef9e6b4fbf5",
+    "c5dbdb7c8737cd183a9dce95b39cfd1f3d54ec2a27a1bb58f160293f9ba2c805",
+    "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+    "db5c8df7145c21ffea9c0f74e38823bac3af60cbadf0e26b8633f08627b17bab",
+    "dd6f4f93ddf8a668c73f0945f3638444b2140a4e15a3912067493fc6335543e4",
+    "ecb6028d79dc96fbeafffe5c8af62a7099487ebc05a701e76714eebcffd06375",
+    "eeb92051c2123b9730c46b04cc843cfa4bc7d7b0aec56df431a2215ef4cb0273",
+)
+#: what the one-line install (no checkout beside this file) installs: hardway's own version
+HARDWAY_VERSION = "0.1.0"
 APT_PACKAGES = ["python3-venv", "ca-certificates"]
 PREFIX = "/opt/hardway"
 HUB_VENV = PREFIX + "/hub"  # a symlink to the hub environment in use, in ENVS
@@ -349,32 +382,41 @@ def build_hub_env(inst, env, venv, wanted, pins):
     print("      created " + venv)
     inst.step("uv " + UV_VERSION)
     py = os.path.join(venv, "bin", "python")
-    inst.run([py, "-m", "pip", "install", "-q", "uv==" + UV_VERSION], env=env)
+    pinned = os.path.join(venv, ".hardway-uv-requirement.txt")
+    with open(pinned, "w") as f:
+        f.write("uv=={} {}\n".format(UV_VERSION, " ".join(
+            "--hash=sha256:" + h for h in UV_SHA256)))
+    inst.run([py, "-m", "pip", "install", "-q", "--no-deps", "--require-hashes", "-r",
+              pinned], env=env)
+    os.remove(pinned)
     inst.step("hardway")
     uv = os.path.join(venv, "bin", "uv")
     source = wanted["source"]
+    build = []
+    if os.path.isdir(source) and os.path.isfile(os.path.join(source, "hardway", "pins",
+                                                             "build.txt")):
+        build = ["--build-constraints", os.path.join(source, "hardway", "pins", "build.txt")]
     if wanted["wheel"]:
         # a wheel of the checkout, kept: `hardway upgrade` builds later hub environments
         # (another JupyterHub version) from it, without the checkout
         out = os.path.dirname(wanted["wheel"])
         if not os.path.isfile(wanted["wheel"]):
             shutil.rmtree(out, ignore_errors=True)
-            inst.run([uv, "build", "--wheel", "--out-dir", out + ".tmp", source], env=env)
+            inst.run([uv, "build", "--wheel", *build, "--out-dir", out + ".tmp", source],
+                     env=env)
             built = glob.glob(os.path.join(out + ".tmp", "hardway-*.whl"))
             if len(built) != 1:
                 raise Failure("building hardway from {} gave {}".format(source, built))
             os.rename(built[0], os.path.join(out + ".tmp", os.path.basename(wanted["wheel"])))
             os.rename(out + ".tmp", out)
         source = wanted["wheel"]
-    cmd = [uv, "pip", "install", "--python", py]
-    if pins and os.path.isfile(pins):
-        cmd += ["--constraints", pins]
+    override = None
     if wanted["jupyterhub"]:
         override = os.path.join(venv, ".hardway-overrides.txt")
         with open(override, "w") as f:
             f.write("jupyterhub=={}\n".format(wanted["jupyterhub"]))
-        cmd += ["--override", override]
-    inst.run([*cmd, source, *wanted["plugins"]], env=env)
+    install_hardway(inst, env, venv, [uv, "pip", "install", "--python", py], source, build,
+                    wanted["plugins"], override)
     with open(os.path.join(venv, SOURCE_STAMP), "w") as f:
         json.dump(wanted, f)
     os.remove(os.path.join(venv, MARKER))
@@ -392,13 +434,88 @@ def read_stamp(venv):
 
 
 def default_source():
-    """The checkout this script sits in, if it is one; else hardway from the index."""
+    """The checkout this script sits in, if it is one; else hardway from the index at
+    this script's version."""
     if HERE is not None:
         root = os.path.dirname(HERE)
         if os.path.isfile(os.path.join(root, "setup.cfg")) and os.path.isdir(
                 os.path.join(root, "hardway")):
             return root
-    return "hardway"
+    return "hardway==" + HARDWAY_VERSION
+
+
+def canonical_name(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_pins(text):
+    """[(canonical name, "name==version ; marker")] of a compiled pins file, its --hash
+    continuation lines read past. A stdlib copy of hardway.apply.pinning.read_pins."""
+    out = []
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        spec = " ".join(w for w in line.split() if not w.startswith("--hash="))
+        name, sep, _ = spec.partition("==")
+        if sep:
+            out.append((canonical_name(name.strip()), spec))
+    return out
+
+
+def pinned_lines(names, pins_text):
+    """(the pins' exact lines for these package names, the names the pins lack)."""
+    pins = read_pins(pins_text)
+    lines, missing = [], []
+    for name in names:
+        found = [line for pinned, line in pins if pinned == canonical_name(name)]
+        lines.extend(found)
+        if not found:
+            missing.append(name)
+    return lines, missing
+
+
+def installed_hardway(venv):
+    """(hardway's Requires-Dist names, the hub.txt it ships) as installed in ``venv``."""
+    site = glob.glob(os.path.join(venv, "lib", "python*", "site-packages"))
+    metas = [m for s in site for m in glob.glob(os.path.join(s, "hardway-*.dist-info",
+                                                             "METADATA"))]
+    pins = [p for s in site for p in glob.glob(os.path.join(s, "hardway", "pins", "hub.txt"))]
+    if len(metas) != 1 or len(pins) != 1:
+        raise Failure("hardway is not installed whole in {} (no single METADATA and "
+                      "pins/hub.txt); remove it and run bootstrap.py again".format(venv))
+    with open(metas[0], encoding="utf-8", errors="replace") as f:
+        meta = email.message_from_string(f.read())
+    names = []
+    for req in meta.get_all("Requires-Dist") or []:
+        if "extra" not in req.partition(";")[2]:
+            names.append(re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req).group(1))
+    return names, pins[0]
+
+
+def install_hardway(inst, env, venv, cmd, source, build, plugins, override=None):
+    """hardway itself without its dependencies, then its dependencies at the versions and
+    hashes of the hub.txt it ships (uv --require-hashes), then the --plugin packages (uv
+    still checks the hashes of those hub.txt pins). With ``override`` (a JupyterHub chosen
+    over the pin, uv --override) the dependencies cannot all be required to have a pinned
+    hash: the pinned ones are still checked."""
+    inst.run([*cmd, "--no-deps", *build, source], env=env)
+    names, pins = installed_hardway(venv)
+    with open(pins) as f:
+        text = f.read()
+    lines, missing = pinned_lines(names, text)
+    if missing:
+        raise Failure("hardway needs {} but its pins ({}) do not hold {}: this hardway is "
+                      "broken".format(", ".join(missing), pins, ", ".join(missing)))
+    if override:
+        chosen = [n for n in names if canonical_name(n) == "jupyterhub"]
+        lines = [ln for ln in lines if not ln.startswith("jupyterhub==")] + chosen
+        inst.run([*cmd, "--constraints", pins, "--override", override, *lines], env=env)
+    else:
+        inst.run([*cmd, "--require-hashes", "--constraints", pins, *lines], env=env)
+    if plugins:
+        extra = ["--override", override] if override else []
+        inst.run([*cmd, "--constraints", pins, *extra, *plugins], env=env)
 
 
 PASSWORD_WARNING = ("bootstrap.py: warning: a password on the command line (--admin "

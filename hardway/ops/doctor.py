@@ -349,13 +349,13 @@ def compare_routes(routes: list[Route], servers: Mapping[tuple[str, str], bool],
 
 
 def parse_pins(text: str) -> dict[str, set[str]]:
-    """name -> the versions a uv-compiled pins file allows (one per marker line)."""
+    """name -> the versions a uv-compiled pins file allows (one per marker line; the
+    ``--hash`` continuation lines are read past)."""
+    from hardway.apply.pinning import read_pins
+
     out: dict[str, set[str]] = {}
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].split(";", 1)[0].strip()
-        name, sep, version = line.partition("==")
-        if sep:
-            out.setdefault(_canonical(name), set()).add(version.strip())
+    for pin in read_pins(text):
+        out.setdefault(pin.name, set()).add(pin.version)
     return out
 
 

@@ -31,7 +31,14 @@ from hardway.errors import ConfigError, HardwayError, ServiceFailed
 from hardway.ops import upgrade
 from hardway.paths import Paths
 from hardway.plugin.contract import Context, File, check_url, hub_url
-from hardway.plugin.manager import Registry, call_hook, load_settings, make_manager, results
+from hardway.plugin.manager import (
+    ENTRY_POINT_GROUP,
+    Registry,
+    call_hook,
+    load_settings,
+    make_manager,
+    results,
+)
 from hardway.render import render_all
 from hardway.settings import Settings
 from hardway.settings.configfile import ConfigDoc
@@ -328,7 +335,11 @@ def hub_env(paths: Paths, registry: Registry, settings: Settings) -> pyenv.Env:
     are only added (at pinned versions), and the running hub loads them at its restart."""
     return pyenv.Env(own_env(paths), collect(registry, settings, "hub"),
                      pyenv.pins_file("hub"), compile_bytecode=True, rebuild=False,
-                     overrides=versions.overrides(hub_version()))
+                     overrides=versions.overrides(hub_version()),
+                     # the sync keeps hardway (and what it needs), the tools bootstrap.py
+                     # put there, and plugins installed with bootstrap.py --plugin
+                     keep=("hardway", "uv", "pip", "setuptools"),
+                     keep_groups=(ENTRY_POINT_GROUP,))
 
 
 def switch_hub_env(paths: Paths) -> tuple[list[str], Path | None]:

@@ -134,7 +134,9 @@ def core_keys() -> list[Key]:
             "Interface users land in."),
         Key("user_environment.packages", kt.ListOf(kt.Str(accepted="a pip requirement",
                                                           empty=False)), [],
-            "Extra Python packages installed into the users' environment."),
+            "Extra Python packages installed into the users' environment. Those hardway's "
+            "pins do not hold are installed without a pinned hash (the pinned ones keep "
+            "theirs); the environment is synced, so packages added by hand go."),
         Key("spawner.http_timeout", kt.Int(10, 3600), 180,
             "Seconds a starting server may take to answer before the spawn fails."),
         Key("versions.jupyterhub", kt.OneOf(*versions.JUPYTERHUB), versions.JUPYTERHUB[-1],
