@@ -508,6 +508,13 @@ def install_hardway(inst, env, venv, cmd, source, build, plugins, override=None)
         raise Failure("hardway needs {} but its pins ({}) do not hold {}: this hardway is "
                       "broken".format(", ".join(missing), pins, ", ".join(missing)))
     if override:
+        # uv applies a constraint on top of an override: the pins go without the line the
+        # override replaces
+        kept = [ln for ln in text.replace("\\\n", " ").splitlines() if canonical_name(
+            re.split(r"[=<>!~; \[]", ln.strip(), maxsplit=1)[0]) != "jupyterhub"]
+        pins = os.path.join(venv, ".hardway-constraints.txt")
+        with open(pins, "w") as f:
+            f.write("\n".join(kept) + "\n")
         chosen = [n for n in names if canonical_name(n) == "jupyterhub"]
         lines = [ln for ln in lines if not ln.startswith("jupyterhub==")] + chosen
         inst.run([*cmd, "--constraints", pins, "--override", override, *lines], env=env)

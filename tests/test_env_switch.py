@@ -41,8 +41,8 @@ class FakeUv:
                 raise subprocess.CalledProcessError(1, cmd)
             target = Path(cmd[cmd.index("--python") + 1]).parent.parent
             for req in cmd:
-                if req.startswith("pkg"):
-                    (target / req).write_text("installed\n")
+                if req.startswith("pkg"):  # as given, or as the pinned line
+                    (target / req.split("==")[0]).write_text("installed\n")
         return subprocess.CompletedProcess(cmd, 0, stdout="Installed 1 package\n")
 
 
@@ -209,3 +209,21 @@ def test_apt_lists_age(tmp_path):
     assert apt_lists_age(tmp_path) > 365 * 86400
     os.utime(release)
     assert apt_lists_age(tmp_path) < 60
+
+
+def test_a_version_chosen_over_the_pins_replaces_their_line(paths):
+    """uv applies a constraint on top of an override: the pinned line must go."""
+    pins = paths.prefix.parent / "pins-jh.txt"
+    pins.write_text("jupyterhub==6.1.1 \\\n    --hash=sha256:aa\npkg-a==1 \\\n"
+                    "    --hash=sha256:bb\n")
+    uv = FakeUv()
+    env = pyenv.Env(paths.user_venv, ["pkg-a", "jupyterhub==5.5.4"], pins, beside=paths.envs,
+                    overrides=["jupyterhub==5.5.4"])
+    env.ensure(uv, "uv")
+    install = next(c for c in uv.commands if c[1:3] == ["pip", "install"])
+    constraints = Path(install[install.index("--constraints") + 1]).read_text()
+    assert "jupyterhub" not in constraints and "pkg-a==1 --hash=sha256:bb" in constraints
+    override = Path(install[install.index("--override") + 1]).read_text()
+    assert override == "jupyterhub==5.5.4\n"
+    assert "--require-hashes" not in install  # the chosen version has no pinned hash
+    assert env.wanted_stamp()["overrides"] == ["jupyterhub==5.5.4"]

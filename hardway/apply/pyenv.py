@@ -293,6 +293,18 @@ class Env:
         path.write_text("".join(f"{o}\n" for o in sorted(self.overrides)))
         return ["--override", str(path)]
 
+    def constraints_for(self, venv: Path) -> Path:
+        """The pins as uv's constraints; with overrides, without the lines they replace
+        (uv applies a constraint on top of an override: both would have to hold)."""
+        if not self.overrides:
+            return self.constraints
+        names = {requirement_name(o) for o in self.overrides}
+        kept = [line for line in pinning.logical_lines(self.constraints.read_text())
+                if line.startswith("-") or requirement_name(line) not in names]
+        path = venv / ".hardway-constraints.txt"
+        path.write_text("".join(f"{line}\n" for line in kept))
+        return path
+
     def excluded(self) -> list[str]:
         if self.excludes is None:
             return []
@@ -343,7 +355,8 @@ class Env:
         found = damage(self.path) if interrupted else Damage()
         self.marker.write_text("a package step is under way; if this file stays, the next "
                                "`hardway install` checks and repairs this environment\n")
-        cmd = [uv, "pip", "install", "--python", python, "--constraints", str(self.constraints),
+        cmd = [uv, "pip", "install", "--python", python,
+               "--constraints", str(self.constraints_for(self.path)),
                # what building a package without a wheel needs comes hash-checked too
                "--build-constraints", str(pins_file("build"))]
         pins = pinning.read_pins(self.constraints.read_text())
@@ -424,7 +437,7 @@ class Env:
             (target / MARKER).write_text("being built; if this file stays, the build was "
                                          "interrupted and the next run starts it again\n")
             cmd = [uv, "pip", "install", "--python", str(target / "bin" / "python"),
-                   "--constraints", str(self.constraints),
+                   "--constraints", str(self.constraints_for(target)),
                    "--build-constraints", str(pins_file("build"))]
             if self.compile_bytecode:
                 cmd.append("--compile-bytecode")
