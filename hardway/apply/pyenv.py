@@ -260,6 +260,8 @@ class Env:
     overrides: list[str] = dataclasses.field(default_factory=list)
     #: give the venv pip (uv venv --seed): hardway's own tools use it
     seed: bool = False
+    #: the file in the venv recording what it was built with
+    stamp_name: str = STAMP
     #: what ``path`` named before ``ensure`` switched it (the way back), else None
     previous: Path | None = dataclasses.field(default=None, init=False)
     #: the directory the last beside build made or found
@@ -272,7 +274,7 @@ class Env:
 
     @property
     def stamp_file(self) -> Path:
-        return self.path / STAMP
+        return self.path / self.stamp_name
 
     def wanted_stamp(self) -> dict[str, object]:
         digest = hashlib.sha256(self.constraints.read_bytes()).hexdigest()
@@ -419,12 +421,12 @@ class Env:
         name = self.path.name
         target = beside / f"{name}-{env_id(wanted)}"
         changes: list[str] = []
-        if not is_complete(target, wanted) and target.exists() \
+        if not is_complete(target, wanted, self.stamp_name) and target.exists() \
                 and link_target(self.path) == target.resolve():
             # the one in use lacks its stamp (removed to force a rebuild): never removed
             # under running servers; the new build gets a name of its own
             target = beside / f"{name}-{env_id(wanted)}-{int(time.time())}"
-        if is_complete(target, wanted):
+        if is_complete(target, wanted, self.stamp_name):
             changes.append(f"{target} holds this version already (built before): used again")
         else:
             if target.exists() or target.is_symlink():
@@ -448,7 +450,7 @@ class Env:
             system.run([*cmd, *hash_checked(self.requirements, pins, target, self.overrides)],
                        env=env, timeout=1800)
             lock_down(target)
-            (target / STAMP).write_text(json.dumps(wanted, indent=1) + "\n")
+            (target / self.stamp_name).write_text(json.dumps(wanted, indent=1) + "\n")
             (target / MARKER).unlink()
             changes.append(f"built {target}: {', '.join(self.requirements)}")
         self.built = target
@@ -470,12 +472,12 @@ def env_id(stamp: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def is_complete(venv: Path, stamp: dict[str, object]) -> bool:
+def is_complete(venv: Path, stamp: dict[str, object], name: str = STAMP) -> bool:
     """A venv whose build finished (no marker) and holds what ``stamp`` says."""
     if (venv / MARKER).exists() or not (venv / "bin" / "python").exists():
         return False
     try:
-        return json.loads((venv / STAMP).read_text()) == stamp
+        return json.loads((venv / name).read_text()) == stamp
     except (OSError, ValueError):
         return False
 

@@ -193,9 +193,11 @@ def migrate(paths: Paths, env: Path, out: Callable[[str], None],
     """`jupyterhub upgrade-db` from ``env`` with the hub's own config, in the hub's working
     directory; its output shown as it comes. Raises with its last lines on failure."""
     cmd = [str(env / "bin" / "jupyterhub"), "upgrade-db", "--config", str(paths.hub_config_py)]
+    # JupyterHub runs `alembic` by name: the new environment's comes first on PATH
+    path = f"{env / 'bin'}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
     proc = subprocess.Popen(cmd, cwd=paths.hub_dir, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path})
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
@@ -275,7 +277,9 @@ def hub_env_for(paths: Paths, own: Path, jupyterhub: str) -> tuple[Env, dict[str
     plugins = [p for p in stamp.get("plugins") or [] if isinstance(p, str)]
     env = Env(paths.hub_venv, [hardway, *plugins, f"uv=={versions.UV}"],
               pins_file("hub"), compile_bytecode=True,
-              overrides=versions.overrides(jupyterhub), beside=paths.envs, seed=True)
+              overrides=versions.overrides(jupyterhub), beside=paths.envs, seed=True,
+              # the hub packages step of install keeps its own stamp in the same venv
+              stamp_name=".hardway-build.json")
     new_stamp = {**stamp, "jupyterhub": None if jupyterhub == versions.JUPYTERHUB[-1]
                  else jupyterhub}
     return env, new_stamp
