@@ -50,7 +50,6 @@ OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:
            "UV_INDEX_URL": "http://127.0.0.1:9/simple",
            "PIP_INDEX_URL": "http://127.0.0.1:9/simple"}
 PINS = [REPO / "hardway" / "pins" / f"{name}.txt" for name in ("hub", "user", "build", "traefik")]
-EXTRA: list[str] = []
 
 
 def host_wheelhouse(python: str) -> Path:
@@ -61,7 +60,7 @@ def host_wheelhouse(python: str) -> Path:
     h = hashlib.sha256()
     for p in PINS:
         h.update(p.read_bytes())
-    h.update(" ".join([*EXTRA, python]).encode())
+    h.update(python.encode())
     dest = CACHE / f"wheelhouse-{h.hexdigest()[:12]}"
     if (dest / ".complete").exists():
         return dest
@@ -72,8 +71,11 @@ def host_wheelhouse(python: str) -> Path:
     # the pins' markers are evaluated here, for the container's Python
     marker_env = {"python_full_version": python,
                   "python_version": ".".join(python.split(".")[:2])}
-    wanted = []
-    for p in PINS:
+    env = {**os.environ, "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    requirements = tmp / "requirements.txt"
+    for p in PINS:  # one file at a time: build.txt may pin another version than user.txt
+        wanted = []
         for line in p.read_text().splitlines():
             line = line.split("#", 1)[0].strip()
             if not line or line.startswith("-"):
@@ -81,13 +83,10 @@ def host_wheelhouse(python: str) -> Path:
             req = Requirement(line.rstrip("\\ "))
             if req.marker is None or req.marker.evaluate(marker_env):
                 wanted.append(f"{req.name}{req.specifier}")
-    requirements = tmp / "requirements.txt"
-    requirements.write_text("\n".join(sorted(set(wanted)) + EXTRA) + "\n")
-    env = {**os.environ, "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                    "--python-version", python, "--dest", str(tmp), "-r", str(requirements)],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+        requirements.write_text("\n".join(sorted(set(wanted))) + "\n")
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                        "--python-version", python, "--dest", str(tmp), "-r",
+                        str(requirements)], check=True, env=env, stdout=subprocess.DEVNULL)
     requirements.unlink()
     (tmp / ".complete").write_text("ok\n")
     shutil.rmtree(dest, ignore_errors=True)

@@ -124,17 +124,25 @@ def test_the_postgresql_password_goes_to_a_private_file_not_the_url(tmp_path):
     assert not passfile.exists()
 
 
-def test_a_failing_migration_command_names_its_last_lines(tmp_path, monkeypatch):
+def test_a_failing_migration_shows_progress_and_names_the_exception(tmp_path):
     paths = Paths(tmp_path)
     paths.hub_dir.mkdir(parents=True)
     env = tmp_path / "env"
     (env / "bin").mkdir(parents=True)
     script = env / "bin" / "jupyterhub"
-    script.write_text("#!/bin/sh\necho 'Upgrading sqlite:///x'\n"
-                      "echo 'sqlite3.OperationalError: database is locked' >&2\nexit 1\n")
+    script.write_text(
+        "#!/bin/sh\n"
+        "echo '[I 2026-11-28 13:34:13.643 JupyterHub dbutil:129] Upgrading sqlite:///x'\n"
+        "echo 'Traceback (most recent call last):' >&2\n"
+        "echo '  File \"alembic/runtime.py\", line 1' >&2\n"
+        "echo 'sqlite3.OperationalError: database is locked' >&2\n"
+        "echo '' >&2\nexit 1\n")
     script.chmod(0o755)
     seen: list[str] = []
     with pytest.raises(upgrade.HardwayError) as e:
         upgrade.migrate(paths, env, seen.append, timeout=30)
-    assert "exited 1" in str(e.value) and "database is locked" in str(e.value)
-    assert any("Upgrading" in line for line in seen)  # shown as it came
+    message = str(e.value)
+    assert "exited 1: sqlite3.OperationalError: database is locked" in message
+    assert str(paths.install_log) in message and "Traceback" not in message
+    assert any("Upgrading sqlite" in line for line in seen)  # progress, as it came
+    assert not any("Traceback" in line or "File " in line for line in seen)

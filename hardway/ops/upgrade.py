@@ -23,6 +23,7 @@ down).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -41,6 +42,8 @@ from hardway.apply.system import System
 from hardway.errors import HardwayError, ServiceFailed, UsageError
 from hardway.paths import Paths
 from hardway.settings import Settings, resolve_secret
+
+log = logging.getLogger("hardway")
 
 #: database backups kept (the newest); older ones are removed after each new one
 KEPT = 5
@@ -205,7 +208,8 @@ def migrate(paths: Paths, env: Path, out: Callable[[str], None],
         for line in proc.stdout:
             line = line.rstrip()
             lines.append(line)
-            if line:
+            log.info("upgrade-db: %s", line)  # all of it in the install log
+            if PROGRESS.match(line):  # its log lines on the terminal, not a traceback
                 out(f"      | {line[-300:]}")
             if time.monotonic() > deadline:
                 proc.kill()
@@ -216,8 +220,23 @@ def migrate(paths: Paths, env: Path, out: Callable[[str], None],
         proc.wait()
         raise
     if code != 0:
-        tail = " / ".join(ln for ln in lines[-6:] if ln.strip())
-        raise HardwayError(f"`jupyterhub upgrade-db` exited {code}: {tail[-600:]}")
+        raise HardwayError(f"`jupyterhub upgrade-db` exited {code}: {reason(lines)} (its "
+                           f"whole output is in {paths.install_log})")
+
+
+#: what `jupyterhub upgrade-db` and alembic log (shown as progress)
+PROGRESS = re.compile(r"^\[[DIWEC] \d|^(INFO|WARNING|ERROR)\s")
+#: the last line of a Python traceback: "sqlite3.OperationalError: database is locked"
+EXCEPTION = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Failed)\w*)(: .*)?$")
+
+
+def reason(lines: list[str]) -> str:
+    """The exception a failed command ended with, else its last line."""
+    for line in reversed(lines):
+        if EXCEPTION.match(line):
+            return line.strip()[-400:]
+    text = [ln.strip() for ln in lines if ln.strip()]
+    return text[-1][-400:] if text else "no output"
 
 
 def upgrade_database(paths: Paths, system: System, settings: Settings, own: Path,
