@@ -119,8 +119,11 @@ def ensure_rootfs(suite: str = SUITE) -> Path:
             record = json.loads(failed.read_text())
             failed.unlink()
             if RUN_ID and record.get("run") == RUN_ID:
+                error = record["error"]
+                if record["log"] not in error:
+                    error += f"; see {record['log']}"
                 raise RootBuildFailed(f"building the {suite} root failed earlier in this run "
-                                      f"({record['error']}); see {record['log']}")
+                                      f"(run-tests.sh's background build): {error}")
         try:
             _build_rootfs(suite, root)
         except Exception as e:
@@ -133,7 +136,7 @@ def ensure_rootfs(suite: str = SUITE) -> Path:
 def _build_rootfs(suite: str, root: Path) -> None:
     tmp = CACHE / (root.name + ".tmp")
     if tmp.exists():  # left by a build that died (we hold the lock)
-        shutil.rmtree(tmp)
+        _remove_tmp_root(tmp)
     args = ["debootstrap", "--variant=minbase", f"--include={INCLUDE}"]
     mirror = MIRROR if SUITES[suite] == "debian" else None
     if SUITES[suite] == "ubuntu":
@@ -153,7 +156,7 @@ def _build_rootfs(suite: str, root: Path) -> None:
             if own.is_file():  # debootstrap's own detailed log dies with the tmp root
                 out.write(f"\n--- {own} ---\n{own.read_text(errors='replace')[-20000:]}")
     if proc.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_tmp_root(tmp)
         raise RootBuildFailed(f"debootstrap {suite} exited {proc.returncode}; see {logfile}")
     if SUITES[suite] == "ubuntu":
         # Ubuntu points it at systemd-resolved's stub, which has no upstream in a container
@@ -165,6 +168,16 @@ def _build_rootfs(suite: str, root: Path) -> None:
         shutil.rmtree(root)
     tmp.rename(root)
     log(f"{suite} root ready in {time.monotonic() - t0:.0f} s")
+
+
+def _remove_tmp_root(tmp: Path) -> None:
+    """Delete a half-built root; a debootstrap killed midway (run-tests.sh left early) may
+    have left /proc, /sys or device mounts in it: unmount them first, deepest first."""
+    prefix = str(tmp.resolve()) + "/"
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def ensure_script(suite: str) -> None:
