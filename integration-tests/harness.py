@@ -104,7 +104,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def ensure_rootfs(suite: str = SUITE) -> Path:
-    """The cached root of ``suite``, made with debootstrap (1-3 min) when absent."""
+    """The cached root of ``suite``, made with debootstrap (about 1 min) when absent."""
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; the harness knows {', '.join(SUITES)}")
     ensure_host_tools()
