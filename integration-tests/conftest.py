@@ -48,9 +48,9 @@ class Installed:
         return r, took
 
 
-def install_fresh(name: str):
+def install_fresh(name: str, suite: str = harness.SUITE):
     """A fresh container where bootstrap ran exactly as the README tells a user."""
-    c = Container.create(name)
+    c = Container.create(name, suite=suite)
     try:
         c.boot()
         inst = Installed(c, "wonderland-" + secrets.token_hex(6))
@@ -81,6 +81,13 @@ def installed():
 def hub():
     """Another freshly installed hub, for tests that change its settings."""
     yield from install_fresh("hw-config")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The platform matrix last: run-tests.sh builds its roots in the background while the
+    other tests run."""
+    items.sort(key=lambda item: getattr(item, "module", None) is not None
+               and item.module.__name__ == "test_platforms")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -1,7 +1,12 @@
-"""A booted Debian 12 systemd host in systemd-nspawn, for hardway's integration tests.
+"""A booted systemd host in systemd-nspawn, for hardway's integration tests.
 
-- The Debian root is made once with debootstrap and cached (HARDWAY_IT_CACHE, default
-  /var/cache/hardway-it); each container is a fresh copy of it.
+- Debian 12 (bookworm) by default; Debian 13 (trixie), Ubuntu 22.04 (jammy) and 24.04
+  (noble) for the platform matrix (test_platforms.py).
+- Each suite's root is made once with debootstrap and cached (HARDWAY_IT_CACHE, default
+  /var/cache/hardway-it, as ``<suite>-v1``); each container is a fresh copy of it. A
+  per-suite lock makes a second process wait for a build under way instead of racing it;
+  ``python3 harness.py prepare-roots SUITE...`` builds roots ahead (run-tests.sh does, in
+  the background).
 - The container shares the host's network (no --private-network): the hub on its port 80
   is 127.0.0.1:80 here. So only one container runs at a time, and booting checks that
   the ports are free and names what holds them.
@@ -14,22 +19,37 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("HARDWAY_IT_CACHE", "/var/cache/hardway-it"))
 WORK = Path(os.environ.get("HARDWAY_IT_WORK", "/var/tmp/hardway-it"))
-ROOTFS = CACHE / "bookworm-v1"
-SUITE = "bookworm"
-MIRROR = os.environ.get("HARDWAY_IT_MIRROR", "http://deb.debian.org/debian")
+SUITE = "bookworm"  # the default: the full suite runs on Debian 12
+#: every suite the harness boots: which distribution's archive it comes from
+SUITES = {"bookworm": "debian", "trixie": "debian", "jammy": "ubuntu", "noble": "ubuntu"}
+ROOTFS = CACHE / f"{SUITE}-v1"
+#: a Debian mirror of your own (debootstrap's default otherwise); Ubuntu suites always use
+#: the default of debootstrap's own script for them
+MIRROR = os.environ.get("HARDWAY_IT_MIRROR")
 INCLUDE = "systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates"
+DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
+#: the Ubuntu archive's signing keys; Debian 12 does not package them (see PEERS.md)
+UBUNTU_KEYRING_DEB = "ubuntu-keyring_2023.11.28.1_all.deb"
+UBUNTU_KEYRING_POOL = "pool/main/u/ubuntu-keyring/"
+UBUNTU_KEYRING_SHA256 = "36de43b15853ccae0028e9a767613770c704833f82586f28eb262f0311adb8a8"
+#: set by run-tests.sh for one whole run: a root whose build failed earlier in the same run
+#: (the background build) is reported, not built a second time
+RUN_ID = os.environ.get("HARDWAY_IT_RUN", "")
 HOST_PACKAGES = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap"}
 PORTS = (80, 443, 8000, 8081, 8099)
 CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -55,23 +75,177 @@ def ensure_host_tools() -> None:
                    stdout=subprocess.DEVNULL)
 
 
-def ensure_rootfs() -> Path:
-    """The cached Debian root, made with debootstrap (~1 min) when absent."""
+def rootfs_path(suite: str = SUITE) -> Path:
+    return CACHE / f"{suite}-v1"
+
+
+def build_log(suite: str) -> Path:
+    """Where debootstrap's output for ``suite``'s root goes (kept after a failure)."""
+    return CACHE / f"{suite}-v1.log"
+
+
+class RootBuildFailed(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for {path}: another process is building this root")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def ensure_rootfs(suite: str = SUITE) -> Path:
+    """The cached root of ``suite``, made with debootstrap (about 1 min) when absent."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; the harness knows {', '.join(SUITES)}")
     ensure_host_tools()
-    if (ROOTFS / ".hardway-complete").exists():
-        return ROOTFS
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = CACHE / (ROOTFS.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    log(f"debootstrap {SUITE} into {tmp} (cached afterwards)")
-    subprocess.run(["debootstrap", "--variant=minbase", f"--include={INCLUDE}", SUITE,
-                    str(tmp), MIRROR], check=True, stdout=subprocess.DEVNULL)
+    root = rootfs_path(suite)
+    if (root / ".hardway-complete").exists():
+        return root
+    failed = CACHE / f"{suite}-v1.failed"
+    with _locked(CACHE / f"{suite}-v1.lock"):
+        if (root / ".hardway-complete").exists():  # built while we waited
+            return root
+        if failed.exists():
+            record = json.loads(failed.read_text())
+            failed.unlink()
+            if RUN_ID and record.get("run") == RUN_ID:
+                error = record["error"]
+                if record["log"] not in error:
+                    error += f"; see {record['log']}"
+                raise RootBuildFailed(f"building the {suite} root failed earlier in this run "
+                                      f"(run-tests.sh's background build): {error}")
+        try:
+            _build_rootfs(suite, root)
+        except Exception as e:
+            failed.write_text(json.dumps({"run": RUN_ID, "error": str(e),
+                                          "log": str(build_log(suite))}))
+            raise
+    return root
+
+
+def _build_rootfs(suite: str, root: Path) -> None:
+    tmp = CACHE / (root.name + ".tmp")
+    if tmp.exists():  # left by a build that died (we hold the lock)
+        _remove_tmp_root(tmp)
+    args = ["debootstrap", "--variant=minbase", f"--include={INCLUDE}"]
+    mirror = MIRROR if SUITES[suite] == "debian" else None
+    if SUITES[suite] == "ubuntu":
+        args += ["--components=main,universe", f"--keyring={ubuntu_keyring()}"]
+        ensure_script(suite)
+    args += [suite, str(tmp)] + ([mirror] if mirror else [])
+    logfile = build_log(suite)
+    log(f"debootstrap {suite} into {tmp} (cached afterwards; output in {logfile})")
+    t0 = time.monotonic()
+    with logfile.open("w") as out:
+        out.write(f"$ {' '.join(args)}\n")
+        out.flush()
+        proc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            own = tmp / "debootstrap/debootstrap.log"
+            if own.is_file():  # debootstrap's own detailed log dies with the tmp root
+                out.write(f"\n--- {own} ---\n{own.read_text(errors='replace')[-20000:]}")
+    if proc.returncode != 0:
+        _remove_tmp_root(tmp)
+        raise RootBuildFailed(f"debootstrap {suite} exited {proc.returncode}; see {logfile}")
+    if SUITES[suite] == "ubuntu":
+        # Ubuntu points it at systemd-resolved's stub, which has no upstream in a container
+        resolv = tmp / "etc/resolv.conf"
+        resolv.unlink(missing_ok=True)
+        shutil.copyfile("/etc/resolv.conf", resolv)
     (tmp / ".hardway-complete").write_text("ok\n")
-    if ROOTFS.exists():
-        shutil.rmtree(ROOTFS)
-    tmp.rename(ROOTFS)
-    return ROOTFS
+    if root.exists():
+        shutil.rmtree(root)
+    tmp.rename(root)
+    log(f"{suite} root ready in {time.monotonic() - t0:.0f} s")
+
+
+def _remove_tmp_root(tmp: Path) -> None:
+    """Delete a half-built root; a debootstrap killed midway (run-tests.sh left early) may
+    have left /proc, /sys or device mounts in it: unmount them first, deepest first."""
+    prefix = str(tmp.resolve()) + "/"
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_script(suite: str) -> None:
+    """Debian 12's debootstrap predates Ubuntu 24.04: its script is gutsy's, as for every
+    Ubuntu release since."""
+    script = DEBOOTSTRAP_SCRIPTS / suite
+    if not script.exists():
+        log(f"adding the debootstrap script link {script} -> gutsy")
+        with contextlib.suppress(FileExistsError):
+            script.symlink_to("gutsy")
+
+
+def ubuntu_mirror(suite: str) -> str:
+    """The default mirror debootstrap's own Ubuntu script names for ``suite`` here (read
+    from the script, so the harness names no host of its own)."""
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    probe = 'default_mirror() { echo "$1"; exit 0; }; . "$0"; exit 1'
+    out = subprocess.run(["sh", "-c", probe, str(DEBOOTSTRAP_SCRIPTS / "gutsy")],
+                         env={"PATH": CLEAN_ENV["PATH"], "ARCH": arch, "SUITE": suite},
+                         capture_output=True, text=True)
+    mirror = out.stdout.strip()
+    if out.returncode != 0 or not mirror.startswith(("http://", "https://")):
+        raise RootBuildFailed(f"no default mirror in debootstrap's gutsy script for {suite} "
+                              f"on {arch}: {out.stdout!r} {out.stderr!r}")
+    return mirror
+
+
+def ubuntu_keyring() -> Path:
+    """The Ubuntu archive keyring, from the ubuntu-keyring package in Ubuntu's pool,
+    checked against a known sha256 and cached."""
+    dest = CACHE / "ubuntu-keyring" / "ubuntu-archive-keyring.gpg"
+    if dest.is_file():
+        return dest
+    url = f"{ubuntu_mirror('noble')}/{UBUNTU_KEYRING_POOL}{UBUNTU_KEYRING_DEB}"
+    log(f"fetching {url}")
+    with urllib.request.urlopen(url, timeout=60) as r:
+        data = r.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != UBUNTU_KEYRING_SHA256:
+        raise RootBuildFailed(f"{url}: sha256 {digest}, expected {UBUNTU_KEYRING_SHA256}")
+    work = CACHE / f"ubuntu-keyring.tmp{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        (work / UBUNTU_KEYRING_DEB).write_bytes(data)
+        subprocess.run(["dpkg-deb", "-x", str(work / UBUNTU_KEYRING_DEB), str(work / "x")],
+                       check=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staged = dest.with_name(f"{dest.name}.{os.getpid()}")
+        shutil.copyfile(work / "x/usr/share/keyrings/ubuntu-archive-keyring.gpg", staged)
+        staged.rename(dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dest
+
+
+def prepare_roots(suites: list[str]) -> int:
+    """Build the roots that are absent, one after the other; 1 when any failed (each
+    failure is also recorded for the tests that need the root)."""
+    rc = 0
+    for suite in suites:
+        try:
+            ensure_rootfs(suite)
+        except Exception as e:
+            log(f"{suite}: {e}")
+            rc = 1
+    return rc
 
 
 def port_holders(ports: tuple[int, ...] = PORTS) -> list[str]:
@@ -129,9 +303,10 @@ class Container:
         self.console = WORK / f"{name}.console.log"
 
     @classmethod
-    def create(cls, name: str, source: Path = REPO) -> Container:
-        """A fresh container with ``source`` (this checkout unless told) at /root/hardway."""
-        rootfs = ensure_rootfs()
+    def create(cls, name: str, source: Path = REPO, suite: str = SUITE) -> Container:
+        """A fresh ``suite`` container with ``source`` (this checkout unless told) at
+        /root/hardway."""
+        rootfs = ensure_rootfs(suite)
         c = cls(name)
         if c.dir.exists():
             shutil.rmtree(c.dir)
@@ -273,3 +448,18 @@ class Container:
     def path(self, inside: str) -> Path:
         """A path inside the container, seen from the host."""
         return self.dir / inside.lstrip("/")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 1 and argv[0] == "prepare-roots":
+        unknown = [s for s in argv[1:] if s not in SUITES]
+        if unknown:
+            print(f"unknown suites {unknown}; known: {', '.join(SUITES)}", file=sys.stderr)
+            return 2
+        return prepare_roots(argv[1:] or list(SUITES))
+    print(f"usage: {sys.argv[0]} prepare-roots [{' '.join(SUITES)}]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -71,6 +71,9 @@ def test_units(paths, registry):
     assert "Wants=jupyterhub-proxy.service" in hub and "Requires=" not in hub
     assert f"WorkingDirectory={paths.state}" in hub
     assert "Restart=always" in hub and "Restart=always" in proxy
+    # with NoNewPrivileges, systemd >= 255 keeps CAP_SETUID only when it is ambient: the
+    # hub starts its helper services (the idle culler) as their own users
+    assert "NoNewPrivileges=yes" in hub and "AmbientCapabilities=CAP_SETUID" in hub
 
 
 def test_allow_all_only_when_asked(paths, registry):
