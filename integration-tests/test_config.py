@@ -232,6 +232,9 @@ def test_a_hub_that_does_not_come_back_is_rolled_back(hub):
     assert hub.c.path("/var/lib/hardway/hub/hub.json").read_bytes() == hub_json
     assert requests.get(hub.base + "/hub/api/", timeout=10).status_code == 200
     hw(hub, "config", "unset", "hub.db_url")
+    # the failed reload had installed the PostgreSQL driver; nothing needs it now
+    out = hw(hub, "config", "reload").stdout
+    assert "(nothing needs them): psycopg, psycopg-binary" in out, out
     assert "nothing changed" in hw(hub, "config", "reload").stdout
 
 

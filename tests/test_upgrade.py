@@ -136,6 +136,7 @@ def test_a_failing_migration_shows_progress_and_names_the_exception(tmp_path):
         "echo 'Traceback (most recent call last):' >&2\n"
         "echo '  File \"alembic/runtime.py\", line 1' >&2\n"
         "echo 'sqlite3.OperationalError: database is locked' >&2\n"
+        "echo \"subprocess.CalledProcessError: Command '['alembic']' returned 1.\" >&2\n"
         "echo '' >&2\nexit 1\n")
     script.chmod(0o755)
     seen: list[str] = []

@@ -231,10 +231,12 @@ EXCEPTION = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Failed)\w*)(:
 
 
 def reason(lines: list[str]) -> str:
-    """The exception a failed command ended with, else its last line."""
-    for line in reversed(lines):
-        if EXCEPTION.match(line):
-            return line.strip()[-400:]
+    """The exception a failed command ended with (not the wrapper JupyterHub raises when
+    its alembic subprocess failed: alembic's own), else its last line."""
+    raised = [ln.strip() for ln in lines if EXCEPTION.match(ln)]
+    causes = [ln for ln in raised if "CalledProcessError" not in ln]
+    if causes or raised:
+        return (causes or raised)[-1][-400:]
     text = [ln.strip() for ln in lines if ln.strip()]
     return text[-1][-400:] if text else "no output"
 
