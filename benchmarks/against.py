@@ -113,10 +113,7 @@ def main() -> int:
         for r in range(args.rounds):
             order = ["baseline", "this"] if r % 2 == 0 else ["this", "baseline"]
             rounds.append({tag: measure(trees[tag], tag, args.users) for tag in order})
-            step_medians = {tag: {name: round(statistics.median(
-        r[tag]["install_steps"].get(name, 0.0) for r in rounds), 2)
-        for name in rounds[0][tag]["install_steps"]} for tag in ("baseline", "this")}
-    print(json.dumps({"round": r, **rounds[-1]}), file=sys.stderr, flush=True)
+            print(json.dumps({"round": r, **rounds[-1]}), file=sys.stderr, flush=True)
     names = ("install_s", "reload_s", "class_wall_s", "class_p95_s")
     medians = {tag: {n: round(statistics.median(r[tag][n] for r in rounds), 2)
                      for n in names} for tag in ("baseline", "this")}
