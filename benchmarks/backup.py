@@ -61,7 +61,8 @@ def main() -> None:
                 c.run(["hardway", "restore", path], timeout=1200)
                 restores.append(time.monotonic() - t0)
             print(json.dumps({
-                "users": args.users, "home_mb": args.home_mb,
+                "figure": "backup and restore of a hub with homes", "unit": "s (MB for the "
+                "archive)", "users": args.users, "home_mb": args.home_mb,
                 "backup_s": round(statistics.median(backups), 2),
                 "restore_s": round(statistics.median(restores), 2),
                 "archive_mb": round(statistics.median(sizes) / 1e6, 1),
