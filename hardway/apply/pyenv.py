@@ -307,6 +307,19 @@ class Env:
         path.write_text("".join(f"{line}\n" for line in kept))
         return path
 
+    def install_cmd(self, uv: str, venv: Path) -> list[str]:
+        """`uv pip install` into ``venv`` as every package step runs it (the requirements
+        are added by the caller, through ``hash_checked``)."""
+        cmd = [uv, "pip", "install", "--python", str(venv / "bin" / "python"),
+               "--constraints", str(self.constraints_for(venv)),
+               # what building a package without a wheel needs comes hash-checked too
+               "--build-constraints", str(pins_file("build"))]
+        if self.compile_bytecode:
+            cmd.append("--compile-bytecode")
+        if self.excludes is not None:
+            cmd += ["--excludes", str(self.excludes)]
+        return cmd + self.override_args(venv)
+
     def excluded(self) -> list[str]:
         if self.excludes is None:
             return []
@@ -357,16 +370,8 @@ class Env:
         found = damage(self.path) if interrupted else Damage()
         self.marker.write_text("a package step is under way; if this file stays, the next "
                                "`hardway install` checks and repairs this environment\n")
-        cmd = [uv, "pip", "install", "--python", python,
-               "--constraints", str(self.constraints_for(self.path)),
-               # what building a package without a wheel needs comes hash-checked too
-               "--build-constraints", str(pins_file("build"))]
+        cmd = self.install_cmd(uv, self.path)
         pins = pinning.read_pins(self.constraints.read_text())
-        if self.compile_bytecode:
-            cmd.append("--compile-bytecode")
-        if self.excludes is not None:
-            cmd += ["--excludes", str(self.excludes)]
-        cmd += self.override_args(self.path)
         requested = {requirement_name(r) for r in self.requirements}
         repaired: list[str] = []
         for _ in range(2):
@@ -438,16 +443,9 @@ class Env:
             system.run([uv, "venv", *seed, "--python", base_python(), str(target)], env=env)
             (target / MARKER).write_text("being built; if this file stays, the build was "
                                          "interrupted and the next run starts it again\n")
-            cmd = [uv, "pip", "install", "--python", str(target / "bin" / "python"),
-                   "--constraints", str(self.constraints_for(target)),
-                   "--build-constraints", str(pins_file("build"))]
-            if self.compile_bytecode:
-                cmd.append("--compile-bytecode")
-            if self.excludes is not None:
-                cmd += ["--excludes", str(self.excludes)]
-            cmd += self.override_args(target)
             pins = pinning.read_pins(self.constraints.read_text())
-            system.run([*cmd, *hash_checked(self.requirements, pins, target, self.overrides)],
+            system.run([*self.install_cmd(uv, target),
+                        *hash_checked(self.requirements, pins, target, self.overrides)],
                        env=env, timeout=1800)
             lock_down(target)
             (target / self.stamp_name).write_text(json.dumps(wanted, indent=1) + "\n")
