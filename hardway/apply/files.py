@@ -45,11 +45,16 @@ def write_atomic(path: Path, content: bytes | IO[bytes], mode: int = 0o644,
             os.unlink(tmp)
         raise
     with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def differs(file: File, uid: int | None, gid: int | None) -> str | None:

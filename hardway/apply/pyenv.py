@@ -34,7 +34,7 @@ from pathlib import Path
 from hardway.errors import SystemError_
 
 from . import pinning
-from .files import lock_down
+from .files import fsync_dir, lock_down
 from .system import System
 
 log = logging.getLogger("hardway")
@@ -480,14 +480,6 @@ def is_complete(venv: Path, stamp: dict[str, object], name: str = STAMP) -> bool
         return False
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def link_target(link: Path) -> Path | None:
     """The directory a stable environment name stands for: the symlink's target, the
     directory itself for an install from before environments were built side by side."""
@@ -516,7 +508,7 @@ def switch_link(link: Path, target: Path) -> Path | None:
         tmp.unlink()
     os.symlink(os.path.relpath(target, link.parent), tmp)
     os.replace(tmp, link)
-    _fsync_dir(link.parent)
+    fsync_dir(link.parent)
     return previous
 
 
