@@ -44,7 +44,9 @@ from hardway.apply.system import System
 from hardway.errors import ConfigError, HardwayError, UsageError
 from hardway.paths import Paths
 from hardway.plugin.manager import Registry, load_settings, make_manager, results
-from hardway.settings import Settings, resolve_secret
+from hardway.settings import Settings
+
+from .upgrade import db_url, sqlite_file
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -88,13 +90,9 @@ def target_of(root: Path, name: str) -> Path:
 
 def db_file(paths: Paths, settings: Settings | None) -> Path | None:
     """The SQLite file of the hub database, or None (no database yet)."""
-    url = resolve_secret(settings["hub.db_url"]) if settings is not None else None
-    if not url:
-        return paths.hub_db if paths.hub_db.exists() else None
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        if not path.is_absolute():
-            path = paths.hub_dir / path  # the hub's working directory
+    url = db_url(paths, settings) if settings is not None else f"sqlite:///{paths.hub_db}"
+    path = sqlite_file(paths, url)
+    if path is not None:
         return path if path.exists() else None
     raise HardwayError("hub.db_url names a PostgreSQL database: `hardway backup` does not "
                        "dump it yet (back it up with pg_dump); nothing was written")
