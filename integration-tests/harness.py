@@ -89,14 +89,16 @@ class RootBuildFailed(RuntimeError):
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, holder: str = "another process is building this root"
+            ) -> Iterator[None]:
+    """An exclusive flock on ``path``; says whom it waits for when it must wait."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log(f"waiting for {path}: another process is building this root")
+            log(f"waiting for {path}: {holder}")
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -279,17 +281,8 @@ def container_slot() -> Iterator[None]:
     """Booted containers share the host's ports: one test session or benchmark at a time
     holds them. A second one (another terminal, a parallel job) waits here instead of
     failing on taken ports."""
-    SLOT_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(SLOT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for {SLOT_LOCK}: another integration run holds the container slot")
-            fcntl.flock(fd, fcntl.LOCK_EX)
+    with _locked(SLOT_LOCK, "another integration run holds the container slot"):
         yield
-    finally:
-        os.close(fd)
 
 
 class Container:
