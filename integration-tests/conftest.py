@@ -48,12 +48,15 @@ class Installed:
         return r, took
 
 
-def install_fresh(name: str, suite: str = harness.SUITE):
-    """A fresh container where bootstrap ran exactly as the README tells a user."""
+def install_fresh(name: str, suite: str = harness.SUITE, extra: tuple[str, ...] = (),
+                  password_prefix: str = "wonderland-"):
+    """A fresh container where bootstrap ran exactly as the README tells a user (plus
+    ``extra`` bootstrap flags)."""
     c = Container.create(name, suite=suite)
     try:
         c.boot()
-        inst = Installed(c, "wonderland-" + secrets.token_hex(6))
+        inst = Installed(c, password_prefix + secrets.token_hex(6))
+        inst.bootstrap_args += list(extra)
         r, took = inst.bootstrap()
         inst.first_output, inst.first_seconds = r.stdout, took
         yield inst

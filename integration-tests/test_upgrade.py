@@ -21,13 +21,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import sqlite3
 import time
 
 import pytest
 import requests
-from conftest import Installed, record
+from conftest import Installed, install_fresh, record
 from harness import Container
 from hubclient import HubUser, RequestLoop, wait_for_hub
 from scenarios import class_arrives
@@ -65,16 +64,8 @@ def hw(c: Container, *args: str, check: bool = True, timeout: float = 900):
 
 @pytest.fixture(scope="module")
 def hub():
-    c = Container.create("hw-upgrade")
-    try:
-        c.boot()
-        inst = Installed(c, "upgrade-" + secrets.token_hex(6))
-        inst.bootstrap_args += ["--jupyterhub", OLD]
-        r, took = inst.bootstrap()
-        inst.first_output, inst.first_seconds = r.stdout, took
-        yield inst
-    finally:
-        c.destroy()
+    yield from install_fresh("hw-upgrade", extra=("--jupyterhub", OLD),
+                             password_prefix="upgrade-")
 
 
 def test_1_installed_with_the_chosen_jupyterhub(hub: Installed):
