@@ -36,7 +36,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from hardway import versions
-from hardway.apply.files import copy_sqlite, ensure_dir
+from hardway.apply.files import copy_sqlite, ensure_dir, write_atomic
 from hardway.apply.pyenv import Env, pins_file
 from hardway.apply.system import System
 from hardway.errors import HardwayError, ServiceFailed, UsageError
@@ -265,7 +265,8 @@ def upgrade_database(paths: Paths, system: System, settings: Settings, own: Path
         raise
     record = {"from": old, "to": new, "backup": str(backup), "seconds": round(
         time.monotonic() - t0, 1), "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    (paths.db_backups / "last-upgrade.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_atomic(paths.db_backups / "last-upgrade.json",
+                 (json.dumps(record, indent=1) + "\n").encode(), 0o644)
     return [f"migrated the hub database from JupyterHub {old} to {new} in "
             f"{record['seconds']} s (backup: {backup})"]
 
