@@ -160,3 +160,34 @@ http {{
     def stop(self) -> None:
         stop_process(self.proc)  # the master; it stops its workers
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PostgreSQL:
+    """A real PostgreSQL server inside a booted container (Debian's package), on
+    127.0.0.1:``port`` (not 5432: a server on this machine may hold that), with a
+    database ``hub`` owned by role ``hub``. The URL is written to a 0600 file that
+    hub.db_url names (``file:``), never put on a command line."""
+
+    def __init__(self, c, port: int = 5439, password: str = "hub-db-pw"):
+        self.c, self.port, self.password = c, port, password
+        self.url = f"postgresql://hub:{password}@127.0.0.1:{port}/hub"
+        self.url_file = "/etc/hardway/db-url"
+
+    def install(self) -> PostgreSQL:
+        c = self.c
+        c.run(["bash", "-c", "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive "
+                             "apt-get install -y -q postgresql >/dev/null"], timeout=900)
+        c.run(["bash", "-c", f"sed -i 's/^port = .*/port = {self.port}/' "
+                             "/etc/postgresql/*/main/postgresql.conf && systemctl restart "
+                             "postgresql"])
+        self.sql(f"CREATE USER hub PASSWORD '{self.password}'", db="postgres")
+        c.run(["runuser", "-u", "postgres", "--", "createdb", "-p", str(self.port), "-O",
+               "hub", "hub"])
+        c.path(self.url_file).write_text(self.url + "\n")
+        c.run(["chmod", "600", self.url_file])
+        return self
+
+    def sql(self, query: str, db: str = "hub") -> str:
+        """``query`` as the postgres superuser; its rows, one per line."""
+        return self.c.run(["runuser", "-u", "postgres", "--", "psql", "-X", "-p",
+                           str(self.port), "-d", db, "-tAc", query]).stdout.strip()

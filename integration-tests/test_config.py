@@ -9,6 +9,7 @@ import time
 import requests
 from conftest import record
 from hubclient import HubUser, RequestLoop
+from peers import PostgreSQL
 from test_install import unit_props
 
 HUB = "jupyterhub.service"
@@ -274,22 +275,12 @@ def test_idle_servers_are_culled(hub):
 
 def test_postgresql_as_the_hub_database(hub):
     c = hub.c
-    c.run(["bash", "-c", "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive "
-                         "apt-get install -y -q postgresql >/dev/null"], timeout=900)
-    c.run(["bash", "-c", "sed -i 's/^port = .*/port = 5439/' /etc/postgresql/*/main/postgresql.conf"
-                         " && systemctl restart postgresql"])
-    c.run(["runuser", "-u", "postgres", "--", "psql", "-p", "5439", "-c",
-           "CREATE USER hub PASSWORD 'hub-db-pw'"])
-    c.run(["runuser", "-u", "postgres", "--", "createdb", "-p", "5439", "-O", "hub", "hub"])
-    c.path("/etc/hardway/db-url").write_text("postgresql://hub:hub-db-pw@127.0.0.1:5439/hub\n")
-    c.run(["chmod", "600", "/etc/hardway/db-url"])
-    hw(hub, "config", "set", "hub.db_url", "file:/etc/hardway/db-url")
+    pg = PostgreSQL(c).install()
+    hw(hub, "config", "set", "hub.db_url", f"file:{pg.url_file}")
     assert "hub.db_url = ********" in hw(hub, "config", "show", "hub").stdout
     r = hw(hub, "config", "reload", "--timeout", "120")
     assert "restarted: jupyterhub.service" in r.stdout
     u = user(hub, "erin")
     u.start_server()
     assert u.execute("1+1") == "2"
-    rows = c.run(["runuser", "-u", "postgres", "--", "psql", "-p", "5439", "-d", "hub", "-tAc",
-                  "SELECT name FROM users ORDER BY name"]).stdout.split()
-    assert "erin" in rows
+    assert "erin" in pg.sql("SELECT name FROM users ORDER BY name").split()

@@ -199,3 +199,27 @@ def test_4_going_back_is_refused_before_anything_changes(hub: Installed):
     assert {n: link(c, n) for n in ("hub", "user")} == links
     assert hub_version(hub.base) == NEW
     hw(c, "config", "set", "versions.jupyterhub", NEW)
+
+
+def test_5_a_chosen_jupyterlab_reaches_the_next_server_start(hub: Installed):
+    """versions.jupyterlab changes the users' environment only: it is built beside the one
+    in use and switched to; a running server keeps the environment it started from; the
+    next start gets the chosen JupyterLab."""
+    c = hub.c
+    lab = "4.5.11"
+    links = {n: link(c, n) for n in ("hub", "user")}
+    running = HubUser(hub.base, "u10", password("u10")).sign_in()  # started in test_3
+    pid = c.run(["systemctl", "show", "-P", "MainPID", "jupyter-u10-singleuser"]).stdout
+    hw(c, "config", "set", "versions.jupyterlab", lab)
+    r = hw(c, "config", "reload", "--timeout", "300")
+    assert link(c, "hub") == links["hub"], r.stdout[-2000:]
+    assert link(c, "user") != links["user"], r.stdout[-2000:]
+    assert c.path(f"/opt/hardway/{links['user']}").is_dir()  # in use by u10's server
+    assert c.run(["systemctl", "show", "-P", "MainPID",
+                  "jupyter-u10-singleuser"]).stdout == pid
+    assert running.execute("1+1") == "2"
+    version = "import jupyterlab; print(jupyterlab.__version__)"
+    u = HubUser(hub.base, "u11", password("u11")).sign_in()
+    u.start_server()
+    assert u.execute(version).strip() == lab
+    assert running.execute(version).strip() != lab  # still the pinned one it started with

@@ -386,3 +386,36 @@ def test_uninstall_backs_up_first_removes_everything_and_a_rerun_finishes(tmp_pa
     # --purge removes the final archives too
     un.uninstall(paths, RecordingSystem(), purge=True, out=said.append, accounts=list)
     assert not paths.backups.exists()
+
+
+def test_a_postgresql_hub_database_goes_in_as_a_dump_and_is_checked(tmp_path, monkeypatch):
+    """The archive side of a PostgreSQL hub database (the dump itself is made and loaded
+    by a real PostgreSQL in integration-tests/test_upgrade_postgres.py)."""
+    paths = Paths(tmp_path / "a")
+    paths.etc.mkdir(parents=True)
+    make_hub(paths)
+    paths.hub_db.unlink()
+    write_config(paths, "hub:\n  db_url: postgresql://hub:pw@127.0.0.1:5439/hub\n",
+                 "60-db.yaml")
+    dumped: list[str] = []
+
+    def fake_dump(system, url, dest):
+        dumped.append(url)
+        dest.write_bytes(b"PGDMP custom format")
+    monkeypatch.setattr(bk, "pg_dump", fake_dump)
+    monkeypatch.setattr(bk, "pg_revision", lambda system, url: "be8ecf03ddac")
+    written = bk.backup(paths, tmp_path / "pg.tar.gz")
+    assert dumped == ["postgresql://hub:pw@127.0.0.1:5439/hub"]
+    archive = bk.check(written.path)
+    assert archive.manifest["pg_dump"] == bk.PG_DUMP and archive.manifest["db"] is None
+    assert archive.manifest["db_revision"] == "be8ecf03ddac"
+    assert archive.entries[bk.PG_DUMP]["mode"] == 0o600
+    # restoring files never writes the dump anywhere under the root
+    dst = tmp_path / "b"
+    bk.put_back(archive, dst, *users_here())
+    assert not list(dst.rglob("*.pgdump")) and not (dst / "database").exists()
+    # and a changed dump is refused like any other member
+    bad = rewrite(written.path, tmp_path / "bad.tar.gz", lambda name, data:
+                  b"PGDMP evil" if name == bk.PG_DUMP else data)
+    with pytest.raises(UsageError, match=r"database/hub\.pgdump does not match its sha256"):
+        bk.check(bad)

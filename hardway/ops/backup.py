@@ -5,6 +5,9 @@ An archive is a gzip'd tar:
   files/<path>     every file, directory and symbolic link, at its path relative to the
                    root (``files/etc/hardway/config.yaml``), with its mode; its owner and
                    group are recorded by *name*, never by uid
+  database/hub.pgdump
+                   the hub database when it is PostgreSQL: ``pg_dump`` in its custom
+                   format (a SQLite database is a consistent copy under ``files/``)
   manifest.json    the last member: format, hardway and JupyterHub versions, the hub
                    database's schema revision, date, hostname, the trees it holds, the
                    unix accounts of hub users (with --homes) and every entry with its
@@ -12,7 +15,8 @@ An archive is a gzip'd tar:
 
 Restore reads the whole archive and checks it against its manifest before it changes
 anything: a missing or tampered member, or an archive from a newer hardway or
-JupyterHub, is refused in one line and nothing is touched.
+JupyterHub, is refused in one line and nothing is touched. An archive from an older
+JupyterHub has its database migrated (`jupyterhub upgrade-db`) before the hub starts.
 """
 
 from __future__ import annotations
@@ -46,11 +50,13 @@ from hardway.paths import Paths
 from hardway.plugin.manager import Registry, load_settings, make_manager, results
 from hardway.settings import Settings
 
-from .upgrade import db_url, sqlite_file
+from .upgrade import db_only_config, db_url, migrate, pg_dump, pg_load, pg_revision, sqlite_file
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 PREFIX = "files"
+#: the member holding a PostgreSQL hub database's dump
+PG_DUMP = "database/hub.pgdump"
 CHUNK = 1 << 20
 
 
@@ -88,14 +94,14 @@ def target_of(root: Path, name: str) -> Path:
     return root.joinpath(*parts[1:])
 
 
-def db_file(paths: Paths, settings: Settings | None) -> Path | None:
-    """The SQLite file of the hub database, or None (no database yet)."""
+def hub_db(paths: Paths, settings: Settings | None) -> tuple[Path | None, str | None]:
+    """(the SQLite file of the hub database, or None when there is none yet; the URL of
+    a PostgreSQL one, or None)."""
     url = db_url(paths, settings) if settings is not None else f"sqlite:///{paths.hub_db}"
     path = sqlite_file(paths, url)
     if path is not None:
-        return path if path.exists() else None
-    raise HardwayError("hub.db_url names a PostgreSQL database: `hardway backup` does not "
-                       "dump it yet (back it up with pg_dump); nothing was written")
+        return (path if path.exists() else None), None
+    return None, url
 
 
 def trees(paths: Paths, settings: Settings | None, registry: Registry | None) -> list[Tree]:
@@ -310,7 +316,7 @@ def backup(paths: Paths, archive: Path | None = None, homes: bool = False,
     with locked(paths.lock_file, "backup"):
         settings, registry = load_for_backup(paths)
         wanted = trees(paths, settings, registry)
-        db = db_file(paths, settings)
+        db, pg_url = hub_db(paths, settings)
         if homes:
             accounts = hub_accounts() if accounts is None else accounts
         else:
@@ -339,6 +345,14 @@ def backup(paths: Paths, archive: Path | None = None, homes: bool = False,
                     entry.update(mode=stat.S_IMODE(st.st_mode), owner=_name_of_uid(st.st_uid),
                                  group=_name_of_gid(st.st_gid))
                     entries.append(entry)
+                elif pg_url is not None:  # a consistent snapshot while the hub runs
+                    dump = Path(stage) / "hub.pgdump"
+                    pg_dump(System(), pg_url, dump)
+                    revision = pg_revision(System(), pg_url)
+                    entry = _add(tar, dump, PG_DUMP, set())
+                    assert entry is not None
+                    entry.update(mode=0o600, owner="root", group="root")
+                    entries.append(entry)
                 roots = []
                 for t in wanted:
                     roots.append({"name": member_name(paths, t.path), "replace": t.replace,
@@ -359,6 +373,7 @@ def backup(paths: Paths, archive: Path | None = None, homes: bool = False,
                     "format": FORMAT, "hardway": __version__, "jupyterhub": hub_version(),
                     "db_revision": revision,
                     "db": member_name(paths, db) if db is not None else None,
+                    "pg_dump": PG_DUMP if pg_url is not None else None,
                     "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                         timespec="seconds"),
                     "hostname": socket.gethostname(), "homes": homes,
@@ -447,7 +462,8 @@ def check(path: Path) -> Archive:
             for m in tar:
                 if m.name == MANIFEST:
                     continue
-                target_of(Path("/"), m.name)
+                if m.name != PG_DUMP:
+                    target_of(Path("/"), m.name)
                 e = want.get(m.name)
                 if e is None or m.name in seen:
                     raise UsageError(f"{path}: member {m.name} is not in its manifest "
@@ -532,7 +548,7 @@ def put_back(archive: Archive, root: Path, users: Mapping[str, int] | None = Non
     def restorable(name: str) -> bool:
         return not any(name == s or name.startswith(s + "/") for s in skip)
 
-    wanted = {n for n in entries if restorable(n)}
+    wanted = {n for n in entries if n.startswith(PREFIX + "/") and restorable(n)}
 
     def prepare(name: str) -> tuple[Path, int, int, int]:
         e = entries[name]
@@ -670,6 +686,30 @@ def validate_settings(archive: Archive, paths: Paths, registry: Registry) -> Non
                              f"machine: {msg}; nothing was changed") from None
 
 
+def load_pg_dump(archive: Archive, paths: Paths, system: System,
+                 out: Callable[[str], None]) -> None:
+    """Load the archive's PostgreSQL dump into the database the restored settings name
+    (which must exist and be reachable with them: it is the admin's server)."""
+    from .install import apt_step
+
+    settings, _ = load_for_backup(paths)
+    _, url = hub_db(paths, settings)
+    if url is None:
+        raise HardwayError(f"{archive.path} holds a PostgreSQL dump, but the restored "
+                           "settings name a SQLite database (hub.db_url): not loaded")
+    if shutil.which("pg_restore") is None or shutil.which("psql") is None:
+        for line in apt_step(system, ["postgresql-client"]):
+            out(line)
+    with tempfile.TemporaryDirectory(prefix=".hardway-restore-") as tmp, \
+            tarfile.open(archive.path, "r:*") as tar:
+        dump = Path(tmp) / "hub.pgdump"
+        member = tar.extractfile(PG_DUMP)
+        assert member is not None
+        write_atomic(dump, member, 0o600)
+        pg_load(system, url, dump)
+    out("loaded the hub database into PostgreSQL (its tables replaced, in one transaction)")
+
+
 def restore(paths: Paths, system: System, path: Path, out: Callable[[str], None] = print,
             timeout: float = 180) -> Archive:
     from .reload import reload
@@ -704,6 +744,21 @@ def restore(paths: Paths, system: System, path: Path, out: Callable[[str], None]
             for suffix in ("-journal", "-wal", "-shm"):  # this machine's, not the archive's
                 with contextlib.suppress(FileNotFoundError):
                     Path(f"{db}{suffix}").unlink()
+        if m.get("pg_dump"):
+            load_pg_dump(archive, paths, system, out)
+        ours = hub_version()
+        if m.get("jupyterhub") and ours and newer(ours, m["jupyterhub"]):
+            out(f"migrating the restored database from JupyterHub {m['jupyterhub']} to "
+                f"{ours} ...")
+            settings, _ = load_for_backup(paths)  # the restored ones
+            try:
+                with db_only_config(db_url(paths, settings) if settings is not None
+                                    else f"sqlite:///{paths.hub_db}") as config:
+                    migrate(paths, paths.hub_venv.resolve(), out, config=config)
+            except HardwayError as e:
+                raise HardwayError(f"the restored database could not be migrated from "
+                                   f"JupyterHub {m['jupyterhub']} to {ours}: {e}; the hub "
+                                   f"stays stopped ({path} is unchanged)") from None
         out("reloading with the restored settings")
         reload(paths, system, force={"hub", "proxy"}, out=out, timeout=timeout)
     return archive

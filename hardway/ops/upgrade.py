@@ -150,10 +150,7 @@ def backup_db(paths: Paths, system: System, settings: Settings, label: str) -> P
     else:
         dest = paths.db_backups / f"jupyterhub-{stamp}-{label}.pgdump"
         tmp = dest.with_name("." + dest.name + ".tmp")
-        with pg_connection(url) as (plain, env):
-            system.run(["pg_dump", "--format=custom", "--no-owner", f"--file={tmp}",
-                        f"--dbname={plain}"], env=env, timeout=MIGRATION_TIMEOUT)
-        os.chmod(tmp, 0o600)
+        pg_dump(system, url, tmp)
         os.replace(tmp, dest)
     prune_backups(paths)
     return dest
@@ -173,10 +170,50 @@ def restore_db(paths: Paths, system: System, settings: Settings, backup: Path) -
         for suffix in ("-journal", "-wal", "-shm"):  # they belong to the replaced file
             Path(str(db) + suffix).unlink(missing_ok=True)
         return
+    pg_load(system, url, backup)
+
+
+def pg_dump(system: System, url: str, dest: Path) -> None:
+    """``pg_dump`` of the hub database into ``dest`` (custom format, mode 0600)."""
     with pg_connection(url) as (plain, env):
-        system.run(["pg_restore", "--clean", "--if-exists", "--no-owner",
-                    "--single-transaction", f"--dbname={plain}", str(backup)], env=env,
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        system.run(["pg_dump", "--format=custom", "--no-owner", f"--file={dest}",
+                    f"--dbname={plain}"], env=env, timeout=MIGRATION_TIMEOUT)
+    os.chmod(dest, 0o600)
+
+
+#: before a dump is loaded: the hub's tables go (those of a newer schema too, which a
+#: restore's ``--clean`` would not know of), only tables the hub's role owns, and only in
+#: its schema; in the same transaction as the load
+DROP_OWN_TABLES = """DO $$ DECLARE t record; BEGIN
+  FOR t IN SELECT tablename FROM pg_tables
+           WHERE schemaname = current_schema() AND tableowner = current_user LOOP
+    EXECUTE format('DROP TABLE IF EXISTS %I CASCADE', t.tablename);
+  END LOOP; END $$;"""
+
+
+def pg_load(system: System, url: str, dump: Path) -> None:
+    """Replace the hub database's tables with those of ``dump`` in one transaction: on
+    any error the database is as it was."""
+    with pg_connection(url) as (plain, env), \
+            tempfile.TemporaryDirectory(prefix="hardway-pg-load-") as tmp:
+        sql = Path(tmp) / "load.sql"
+        system.run(["pg_restore", "--no-owner", "--no-privileges", f"--file={sql}",
+                    str(dump)], timeout=MIGRATION_TIMEOUT)
+        system.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                    "-c", DROP_OWN_TABLES, "-f", str(sql), f"--dbname={plain}"], env=env,
                    timeout=MIGRATION_TIMEOUT)
+
+
+def pg_revision(system: System, url: str) -> str | None:
+    """The alembic revision of the hub's PostgreSQL database (None: no table yet)."""
+    with pg_connection(url) as (plain, env):
+        proc = system.run(["psql", "-X", "-tA", "-c", "SELECT version_num FROM "
+                           "alembic_version", f"--dbname={plain}"], env=env, check=False,
+                          timeout=60)
+    out = (proc.stdout or "").strip()
+    return out.splitlines()[-1].strip() if proc.returncode == 0 and out else None
 
 
 def prune_backups(paths: Paths, kept: int = KEPT) -> list[Path]:
@@ -192,10 +229,12 @@ def prune_backups(paths: Paths, kept: int = KEPT) -> list[Path]:
 
 
 def migrate(paths: Paths, env: Path, out: Callable[[str], None],
-            timeout: float = MIGRATION_TIMEOUT) -> None:
-    """`jupyterhub upgrade-db` from ``env`` with the hub's own config, in the hub's working
-    directory; its output shown as it comes. Raises with its last lines on failure."""
-    cmd = [str(env / "bin" / "jupyterhub"), "upgrade-db", "--config", str(paths.hub_config_py)]
+            timeout: float = MIGRATION_TIMEOUT, config: Path | None = None) -> None:
+    """`jupyterhub upgrade-db` from ``env`` with the hub's own config (or ``config``), in
+    the hub's working directory; its output shown as it comes. Raises with its last lines
+    on failure."""
+    cmd = [str(env / "bin" / "jupyterhub"), "upgrade-db", "--config",
+           str(config or paths.hub_config_py)]
     # JupyterHub runs `alembic` by name: the new environment's comes first on PATH
     path = f"{env / 'bin'}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
     proc = subprocess.Popen(cmd, cwd=paths.hub_dir, stdout=subprocess.PIPE,
@@ -239,6 +278,18 @@ def reason(lines: list[str]) -> str:
         return (causes or raised)[-1][-400:]
     text = [ln.strip() for ln in lines if ln.strip()]
     return text[-1][-400:] if text else "no output"
+
+
+@contextmanager
+def db_only_config(url: str) -> Iterator[Path]:
+    """A JupyterHub config (mode 0600, removed after) naming only the database: for a
+    migration before the hub's own config is rendered (the URL never on a command line)."""
+    with tempfile.TemporaryDirectory(prefix="hardway-db-") as tmp:
+        path = Path(tmp) / "jupyterhub_config.py"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"c.JupyterHub.db_url = {url!r}\n")
+        yield path
 
 
 def upgrade_database(paths: Paths, system: System, settings: Settings, own: Path,
