@@ -9,7 +9,6 @@ import time
 import requests
 from conftest import record
 from hubclient import HubUser, RequestLoop
-from peers import PostgreSQL
 from test_install import unit_props
 
 HUB = "jupyterhub.service"
@@ -271,16 +270,3 @@ def test_idle_servers_are_culled(hub):
         raise AssertionError("dave's idle server was not culled within 180 s")
     record("cull-after", {"figure": time.monotonic() - t0, "unit": "s",
                           "how": "server start to culled, with timeout 20 s, every 5 s"})
-
-
-def test_postgresql_as_the_hub_database(hub):
-    c = hub.c
-    pg = PostgreSQL(c).install()
-    hw(hub, "config", "set", "hub.db_url", f"file:{pg.url_file}")
-    assert "hub.db_url = ********" in hw(hub, "config", "show", "hub").stdout
-    r = hw(hub, "config", "reload", "--timeout", "120")
-    assert "restarted: jupyterhub.service" in r.stdout
-    u = user(hub, "erin")
-    u.start_server()
-    assert u.execute("1+1") == "2"
-    assert "erin" in pg.sql("SELECT name FROM users ORDER BY name").split()

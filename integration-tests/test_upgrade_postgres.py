@@ -81,6 +81,7 @@ def pg(hub: Installed) -> PostgreSQL:
 
 def test_1_the_hub_database_on_postgresql(hub: Installed, pg: PostgreSQL):
     hw(hub.c, "config", "set", "hub.db_url", f"file:{pg.url_file}")
+    assert "hub.db_url = ********" in hw(hub.c, "config", "show", "hub").stdout
     r = hw(hub.c, "config", "reload", "--timeout", "120")
     assert "restarted: jupyterhub.service" in r.stdout
     assert hub_version(hub.base) == OLD

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hardway.apply import transaction as txn
+from hardway.apply.files import locked
 from hardway.apply.system import System
 from hardway.paths import Paths
 
@@ -64,10 +65,12 @@ def describe(p: Plan, paths: Paths, purge: bool) -> list[str]:
         lines.append(f"  remove the unix accounts of hub users AND their homes: "
                      f"{', '.join(p.accounts) or '(none)'}")
         lines.append(f"  remove the final backup archive (*{FINAL_SUFFIX}.tar.gz in "
-                     f"{paths.backups}) once everything else is gone")
+                     f"{paths.backups}) and the database copies upgrades made "
+                     f"({paths.db_backups}/) once everything else is gone")
     else:
         lines.append(f"  keep the unix accounts of hub users and their homes: "
                      f"{', '.join(p.accounts) or '(none)'} (--purge removes them)")
+        lines.append(f"  keep the database copies upgrades made ({paths.db_backups}/)")
     lines.append("  keep the Debian packages installed for hardway (nftables, ...)")
     return lines
 
@@ -109,7 +112,16 @@ def uninstall(paths: Paths, system: System, purge: bool,
               accounts: Callable[[], list[Account]] = hub_accounts) -> Path | None:
     """Remove hardway; returns the final archive written (None when there was no state
     left to back up: a second run after an interrupted one). ``accounts``: the hub
-    users' unix accounts (tests give their own)."""
+    users' unix accounts (tests give their own). Under the writers' lock (while
+    /etc/hardway is there to hold it): no reload or backup runs meanwhile."""
+    guard = locked(paths.lock_file, "uninstall", out) if paths.etc.is_dir() \
+        else contextlib.nullcontext()
+    with guard:
+        return _uninstall(paths, system, purge, out, accounts)
+
+
+def _uninstall(paths: Paths, system: System, purge: bool, out: Callable[[str], None],
+               accounts: Callable[[], list[Account]]) -> Path | None:
     p = plan(paths, system, accounts)
     archive = None
     if paths.config_file.exists() or paths.hub_db.exists():
@@ -159,6 +171,8 @@ def uninstall(paths: Paths, system: System, purge: bool,
         for f in sorted(paths.backups.glob(f"*{FINAL_SUFFIX}.tar.gz")):
             f.unlink()
             out(f"removed {f}")
+        if _rm(paths.db_backups):  # the database copies upgrades made
+            out(f"removed {paths.db_backups}/")
         with contextlib.suppress(OSError):
             paths.backups.rmdir()
         archive = None
