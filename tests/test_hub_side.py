@@ -111,6 +111,7 @@ def test_spawner_creates_the_unix_user_once_and_calls_hardway_new_user(monkeypat
     import asyncio
     import pwd
 
+    from hardway_plugins.spawner import accounts as acc
     from hardway_plugins.spawner import systemd_spawner as ss
 
     rendered(paths)
@@ -130,16 +131,16 @@ def test_spawner_creates_the_unix_user_once_and_calls_hardway_new_user(monkeypat
         if cmd[0] == "useradd":
             created[cmd[-1]] = cmd[cmd.index("--comment") + 1]
 
-    monkeypatch.setattr(ss.pwd, "getpwnam", getpwnam)
-    monkeypatch.setattr(ss.os, "chmod", lambda *a: None)
+    monkeypatch.setattr(acc.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(acc.os, "chmod", lambda *a: None)
     monkeypatch.setattr(ss.HardwaySystemdSpawner, "_run", run)
-    monkeypatch.setattr(ss, "_group_members", lambda g: [])
+    monkeypatch.setattr(acc, "_group_members", lambda g: [])
     user = types.SimpleNamespace(name="alice@example.edu", id=7, admin=True)
     spawner = types.SimpleNamespace(user=user, user_prefix="jupyter-", home_base="/home",
                                     admin_group="jupyterhub-admins", existing_users_only=False,
                                     log=types.SimpleNamespace(info=lambda *a: None,
                                                            warning=lambda *a: None))
-    spawner.unix_username = ss.unix_name(user.name, "jupyter-")
+    spawner.unix_username = acc.unix_name(user.name, "jupyter-")
     spawner._run = lambda *cmd: run(spawner, *cmd)
     spawner._sync_admin_group = lambda name: ss.HardwaySystemdSpawner._sync_admin_group(
         spawner, name)

@@ -33,6 +33,7 @@ DEFAULT_PLUGINS = (
     "hardway_plugins.auth.oauth",
     "hardway_plugins.auth.ldap",
     "hardway_plugins.spawner.systemd",
+    "hardway_plugins.spawner.docker",
     "hardway_plugins.proxy.traefik",
     "hardway_plugins.services.cull",
     "hardway_plugins.services.database",

@@ -43,7 +43,7 @@ def deny_networks(settings: Settings) -> tuple[list[str], list[str]]:
     return v4, v6
 
 
-def nft_ruleset(settings: Settings) -> bytes:
+def nft_ruleset(settings: Settings, extra_chains: str = "") -> bytes:
     """The nftables table that confines users' servers on this machine's network.
 
     Matched on the socket owner's uid (the accounts servers run as), in the output hook:
@@ -75,6 +75,7 @@ def nft_ruleset(settings: Settings) -> bytes:
             "\t\ttype filter hook output priority filter; policy accept;\n"
             f"{body}"
             "\t}\n"
+            f"{extra_chains}"
             "}\n").encode()
 
 
@@ -141,51 +142,65 @@ class SystemdChoice(Choice):
         deny_networks(settings)
 
     def render(self, settings: Settings, ctx: Context) -> list[File]:
-        p = ctx.paths
-        return [
-            File(p.netpolicy, nft_ruleset(settings), 0o600, component=NETPOLICY_UNIT),
-            File(p.unit(NETPOLICY_UNIT), render_unit(NETPOLICY_UNIT, ruleset=p.netpolicy,
-                                                     table=NFT_TABLE),
-                 component=NETPOLICY_UNIT),
-        ]
+        return netpolicy_files(settings, ctx)
 
     def hub_config(self, settings: Settings, ctx: Context) -> dict[str, Any]:
-        user_bin = ctx.paths.user_venv / "bin"
-        v4, v6 = deny_networks(settings)
-        # each server's own unit: other users' processes hidden in /proc, and the denied
-        # networks again as systemd's BPF filter (enforced on cgroup v2 hosts; the
-        # nftables table above holds everywhere)
-        properties: dict[str, Any] = {"ProtectProc": "invisible"}
-        if v4 or v6:
-            properties["IPAddressDeny"] = " ".join(v4 + v6)
-        return {
-            "JupyterHub": {
-                "spawner_class": "hardway_plugins.spawner.systemd_spawner.HardwaySystemdSpawner",
-            },
-            "Spawner": {"cmd": [str(user_bin / "jupyterhub-singleuser")]},
-            "SystemdSpawner": {
-                "isolate_tmp": settings["spawner.systemd.isolate_tmp"],
-                "isolate_devices": settings["spawner.systemd.isolate_devices"],
-                "disable_user_sudo": True,
-                "default_shell": "/bin/bash",
-                "extra_paths": [str(user_bin)],
-                "username_template": "{USERNAME}",
-                "unit_name_template": "{USERNAME}-singleuser",
-                "unit_extra_properties": properties,
-            },
-            "HardwaySystemdSpawner": {
-                "user_prefix": settings["spawner.systemd.user_prefix"],
-                "admin_group": ADMIN_GROUP,
-                "home_base": str(ctx.paths.home),
-            },
-        }
+        return systemd_hub_config(settings, ctx)
 
     def install(self, settings: Settings, ctx: Context) -> list[str]:
-        assert ctx.system is not None
-        if ctx.system.group_exists(ADMIN_GROUP):
-            return []
-        ctx.system.run(["groupadd", "--system", ADMIN_GROUP])
-        return [f"created group {ADMIN_GROUP}"]
+        return ensure_admin_group(ctx)
+
+
+def netpolicy_files(settings: Settings, ctx: Context, extra_chains: str = "") -> list[File]:
+    """The nftables table confining users (and ``extra_chains``) and the unit loading it."""
+    p = ctx.paths
+    return [
+        File(p.netpolicy, nft_ruleset(settings, extra_chains), 0o600,
+             component=NETPOLICY_UNIT),
+        File(p.unit(NETPOLICY_UNIT), render_unit(NETPOLICY_UNIT, ruleset=p.netpolicy,
+                                                 table=NFT_TABLE),
+             component=NETPOLICY_UNIT),
+    ]
+
+
+def systemd_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
+    user_bin = ctx.paths.user_venv / "bin"
+    v4, v6 = deny_networks(settings)
+    # each server's own unit: other users' processes hidden in /proc, and the denied
+    # networks again as systemd's BPF filter (enforced on cgroup v2 hosts; the
+    # nftables table above holds everywhere)
+    properties: dict[str, Any] = {"ProtectProc": "invisible"}
+    if v4 or v6:
+        properties["IPAddressDeny"] = " ".join(v4 + v6)
+    return {
+        "JupyterHub": {
+            "spawner_class": "hardway_plugins.spawner.systemd_spawner.HardwaySystemdSpawner",
+        },
+        "Spawner": {"cmd": [str(user_bin / "jupyterhub-singleuser")]},
+        "SystemdSpawner": {
+            "isolate_tmp": settings["spawner.systemd.isolate_tmp"],
+            "isolate_devices": settings["spawner.systemd.isolate_devices"],
+            "disable_user_sudo": True,
+            "default_shell": "/bin/bash",
+            "extra_paths": [str(user_bin)],
+            "username_template": "{USERNAME}",
+            "unit_name_template": "{USERNAME}-singleuser",
+            "unit_extra_properties": properties,
+        },
+        "HardwaySystemdSpawner": {
+            "user_prefix": settings["spawner.systemd.user_prefix"],
+            "admin_group": ADMIN_GROUP,
+            "home_base": str(ctx.paths.home),
+        },
+    }
+
+
+def ensure_admin_group(ctx: Context) -> list[str]:
+    assert ctx.system is not None
+    if ctx.system.group_exists(ADMIN_GROUP):
+        return []
+    ctx.system.run(["groupadd", "--system", ADMIN_GROUP])
+    return [f"created group {ADMIN_GROUP}"]
 
 
 @hookimpl
