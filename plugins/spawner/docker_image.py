@@ -41,8 +41,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-#: what the base holds, with every package these depend on (Depends, Pre-Depends)
-BASE_PACKAGES = ("python3", "ca-certificates", "bash", "coreutils", "libc-bin")
+#: what the base holds, with every package these depend on (Depends, Pre-Depends):
+#: Python, and the libraries manylinux wheels expect from the system (libstdc++, libgcc_s;
+#: pyzmq's wheel, which every server imports, needs libstdc++)
+BASE_PACKAGES = ("python3", "ca-certificates", "bash", "coreutils", "libc-bin",
+                 "libstdc++6", "libgcc-s1")
 #: added when installed on this machine (nbgitpuller needs git; tini reaps zombies)
 OPTIONAL_PACKAGES = ("git", "tini")
 #: never followed: the package manager, init and their trees are no use in a container
