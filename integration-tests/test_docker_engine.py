@@ -228,3 +228,16 @@ def test_6_the_metadata_address_answers_on_the_host_and_not_from_a_container(sit
         c.run(["nft", "delete", "table", "inet", "hardway-docker-it"], check=False)
         c.run(["systemctl", "stop", "hw-fake-metadata"], check=False)
         c.run(["ip", "addr", "del", f"{METADATA}/32", "dev", "lo"], check=False)
+
+
+def test_7_after_a_reboot_the_engine_runs_containers_again(site: Installed):
+    """The cgroup controllers are remounted by a unit at every boot, before dockerd."""
+    c, image = site.c, site.built["image"]
+    c.reboot()
+    for _ in range(60):
+        if c.run(["systemctl", "is-active", "docker"], check=False).stdout.strip() == "active":
+            break
+        time.sleep(0.5)
+    out = docker(c, "run", "--rm", "-m", "256m", image, "python3", "-c",
+                 "import os; print(os.getuid())").stdout.strip()
+    assert out == "1000", out
