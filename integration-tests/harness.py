@@ -10,6 +10,11 @@
 - The container shares the host's network (no --private-network): the hub on its port 80
   is 127.0.0.1:80 here. So only one container runs at a time, and booting checks that
   the ports are free and names what holds them.
+- ``Container.create(..., docker=True)`` boots a container that can run a Docker engine
+  (see ``DOCKER_BOOT``): its own network namespace with loopback only (dockerd's bridge,
+  NAT and firewall rules stay in it; no packet can leave the machine, nor reach the
+  host's ports), from a cached root variant with the Debian packages it needs installed
+  while the root was built (``VARIANTS``), since it has no route to any archive.
 - The host's CA bundle is installed in the container, as it would be on a network with a
   TLS-intercepting proxy, so apt, pip and uv inside reach the package registries.
 - Commands run inside with nsenter and a clean environment (nothing leaks from the host).
@@ -56,6 +61,47 @@ CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
              "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb"}
 NSPAWN_NOISE = ("Attempted to remove disk file system under",)
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+#: root variants: a suite's root plus Debian packages installed while it is built (online,
+#: once, cached as ``<suite>-<variant>-v1``) for containers booted without a route out
+VARIANTS = {"docker": ("docker.io", "nftables", "iproute2")}
+#: what a container running dockerd needs from nspawn on a cgroup v1 host (PEERS.md,
+#: "Docker inside the booted container"): its own network namespace (never the host's:
+#: dockerd would add docker0, NAT and iptables rules there), every capability, the
+#: keyring and bpf system calls runc uses, and writable /proc and /sys
+DOCKER_BOOT = ("--private-network", "--capability=all", "--system-call-filter=@keyring bpf")
+DOCKER_BOOT_ENV = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "1"}
+#: nspawn mounts the cgroup v1 controllers read-only; runc must create cgroups in each
+#: ("mkdir /sys/fs/cgroup/cpuset/docker: read-only file system"). A oneshot unit inside
+#: mounts each one again writable before containerd and dockerd start, at every boot.
+CGROUP_RW_UNIT = "hardway-it-cgroup-rw.service"
+CGROUP_CONTROLLERS = ("pids", "cpuset", "freezer", "cpu", "cpuacct", "blkio", "devices",
+                      "memory")
+CGROUP_RW_SCRIPT = f"""#!/bin/sh
+# {CGROUP_RW_UNIT}: each cgroup v1 controller nspawn mounted read-only, mounted again
+# writable (hardway's integration tests only; a real server has none of this)
+set -e
+for c in {' '.join(CGROUP_CONTROLLERS)}; do
+    d=/sys/fs/cgroup/$c
+    if grep -q " $d cgroup ro," /proc/mounts; then
+        umount "$d"
+        mount -t cgroup -o "$c" cgroup "$d"
+    fi
+done
+"""
+CGROUP_RW = """[Unit]
+Description=cgroup v1 controllers writable for dockerd (hardway integration tests only)
+DefaultDependencies=no
+After=local-fs.target
+Before=containerd.service docker.service docker.socket
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/hardway-it-cgroup-rw
+
+[Install]
+WantedBy=containerd.service docker.service
+"""
 
 
 def log(msg: str) -> None:
@@ -77,6 +123,53 @@ def ensure_host_tools() -> None:
 
 def rootfs_path(suite: str = SUITE) -> Path:
     return CACHE / f"{suite}-v1"
+
+
+def variant_path(suite: str, variant: str) -> Path:
+    return CACHE / f"{suite}-{variant}-v1"
+
+
+def ensure_variant(suite: str, variant: str) -> Path:
+    """``suite``'s root with ``VARIANTS[variant]`` installed, cached; built from the plain
+    root (made first when absent) by apt-get inside it, unbooted, the first time."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown root variant {variant!r}; known: {', '.join(VARIANTS)}")
+    base = ensure_rootfs(suite)
+    root = variant_path(suite, variant)
+    if (root / ".hardway-complete").exists():
+        return root
+    with _locked(CACHE / f"{root.name}.lock"):
+        if (root / ".hardway-complete").exists():
+            return root
+        tmp = CACHE / f"{root.name}.tmp"
+        if tmp.exists():
+            _remove_tmp_root(tmp)
+        t0 = time.monotonic()
+        subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(tmp)], check=True)
+        if HOST_CA.is_file():  # apt through the TLS-intercepting proxy, as in create()
+            shutil.copyfile(HOST_CA, tmp / "etc/ssl/certs/ca-certificates.crt")
+        # no service may start while the root is built (there is no init)
+        policy = tmp / "usr/sbin/policy-rc.d"
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+        packages = " ".join(VARIANTS[variant])
+        logfile = CACHE / f"{root.name}.log"
+        log(f"apt-get install {packages} into {tmp} (cached afterwards; output in {logfile})")
+        script = ("export DEBIAN_FRONTEND=noninteractive; apt-get update -q && "
+                  f"apt-get install -y -q --no-install-recommends {packages} && apt-get clean")
+        with logfile.open("w") as out:
+            proc = subprocess.run(["systemd-nspawn", "-D", str(tmp), "--register=no",
+                                   "--keep-unit", "-q", "--pipe", "sh", "-c", script],
+                                  stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, timeout=1200)
+        if proc.returncode != 0:
+            _remove_tmp_root(tmp)
+            raise RootBuildFailed(f"apt-get install {packages} in the {suite} root exited "
+                                  f"{proc.returncode}; see {logfile}")
+        policy.unlink()
+        tmp.rename(root)
+        log(f"{root.name} root ready in {time.monotonic() - t0:.0f} s")
+    return root
 
 
 def build_log(suite: str) -> Path:
@@ -288,19 +381,22 @@ def container_slot() -> Iterator[None]:
 class Container:
     """A fresh copy of the cached root, booted with systemd as PID 1."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, docker: bool = False):
         self.name = name
+        self.docker = docker
         self.dir = WORK / name
         self.proc: subprocess.Popen[bytes] | None = None
         self.init_pid: int | None = None
         self.console = WORK / f"{name}.console.log"
 
     @classmethod
-    def create(cls, name: str, source: Path = REPO, suite: str = SUITE) -> Container:
+    def create(cls, name: str, source: Path = REPO, suite: str = SUITE,
+               docker: bool = False) -> Container:
         """A fresh ``suite`` container with ``source`` (this checkout unless told) at
-        /root/hardway."""
-        rootfs = ensure_rootfs(suite)
-        c = cls(name)
+        /root/hardway; ``docker``: one that runs a Docker engine, on a private network
+        (see the module's docstring)."""
+        rootfs = ensure_variant(suite, "docker") if docker else ensure_rootfs(suite)
+        c = cls(name, docker=docker)
         if c.dir.exists():
             shutil.rmtree(c.dir)
         WORK.mkdir(parents=True, exist_ok=True)
@@ -314,23 +410,34 @@ class Container:
             shutil.copyfile(HOST_CA, c.dir / "etc/ssl/certs/ca-certificates.crt")
         (c.dir / "etc/hostname").write_text(name + "\n")
         copy_checkout(c.dir / "root/hardway", source)
+        if docker:
+            script = c.dir / "usr/local/sbin/hardway-it-cgroup-rw"
+            script.write_text(CGROUP_RW_SCRIPT)
+            script.chmod(0o755)
+            system = c.dir / "etc/systemd/system"
+            (system / CGROUP_RW_UNIT).write_text(CGROUP_RW)
+            for wanted_by in ("containerd.service", "docker.service"):
+                wants = system / f"{wanted_by}.wants"
+                wants.mkdir(exist_ok=True)
+                (wants / CGROUP_RW_UNIT).symlink_to(f"../{CGROUP_RW_UNIT}")
         return c
 
     # --- lifecycle
     def boot(self, timeout: float = 90) -> None:
-        busy = port_holders()
+        busy = [] if self.docker else port_holders()
         if busy:
             raise RuntimeError("ports needed by the container are taken (a leftover sandbox "
                                "or test container?):\n" + "\n".join(busy))
         console = self.console.open("ab")
+        # as on a real server, root may set firewall rules (hardway's nftables table
+        # confining users' servers); nspawn drops this capability by default
+        extra = DOCKER_BOOT if self.docker else ("--capability=CAP_NET_ADMIN",)
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "-D", str(self.dir), "--boot", "--register=no", "--keep-unit",
-             "-q", f"--machine={self.name}",
-             # as on a real server, root may set firewall rules (hardway's nftables table
-             # confining users' servers); nspawn drops this capability by default
-             "--capability=CAP_NET_ADMIN"],
+             "-q", f"--machine={self.name}", *extra],
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, env={**os.environ, **(DOCKER_BOOT_ENV if self.docker
+                                                          else {})})
         console.close()
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:

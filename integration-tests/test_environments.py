@@ -22,24 +22,21 @@ One container, in order:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 from conftest import BOOTSTRAP, Installed, record
-from harness import CACHE, REPO, Container
+from harness import Container
 from hubclient import HubUser, RequestLoop, wait_for_hub
-from packaging.requirements import Requirement
+from wheelhouse import host_wheelhouse
 
 WHEELHOUSE = "/root/wheelhouse"
 ENVS = "/opt/hardway/envs"
@@ -49,51 +46,6 @@ OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:
            "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost",
            "UV_INDEX_URL": "http://127.0.0.1:9/simple",
            "PIP_INDEX_URL": "http://127.0.0.1:9/simple"}
-PINS = [REPO / "hardway" / "pins" / f"{name}.txt" for name in ("hub", "user", "build", "traefik")]
-
-
-def host_wheelhouse(python: str) -> Path:
-    """Every wheel (and the one sdist) an install needs, downloaded once on the host with
-    pip and cached by the pins' digest. The pins are a complete lock, so no dependency is
-    resolved (--no-deps), and their markers are evaluated for the container's Python
-    (``python``, e.g. 3.11.2: some pins differ by python_full_version)."""
-    h = hashlib.sha256()
-    for p in PINS:
-        h.update(p.read_bytes())
-    h.update(python.encode())
-    dest = CACHE / f"wheelhouse-{h.hexdigest()[:12]}"
-    if (dest / ".complete").exists():
-        return dest
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    # pip evaluates markers for the Python it runs on, whatever --python-version says:
-    # the pins' markers are evaluated here, for the container's Python
-    marker_env = {"python_full_version": python,
-                  "python_version": ".".join(python.split(".")[:2])}
-    env = {**os.environ, "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    requirements = tmp / "requirements.txt"
-    for p in PINS:  # one file at a time: build.txt may pin another version than user.txt
-        wanted = []
-        for line in p.read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
-            if not line or line.startswith("-"):
-                continue
-            req = Requirement(line.rstrip("\\ "))
-            if req.marker is None or req.marker.evaluate(marker_env):
-                wanted.append(f"{req.name}{req.specifier}")
-        requirements.write_text("\n".join(sorted(set(wanted))) + "\n")
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                        "--python-version", python, "--dest", str(tmp), "-r",
-                        str(requirements)], check=True, env=env, stdout=subprocess.DEVNULL)
-    requirements.unlink()
-    (tmp / ".complete").write_text("ok\n")
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return dest
-
-
 @pytest.fixture(scope="module")
 def site():
     c = Container.create("hw-envs")

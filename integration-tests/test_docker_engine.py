@@ -1,0 +1,243 @@
+"""Issue 13 groundwork on a booted host: a Docker engine inside, and the users' image
+built there with no registry.
+
+The container is booted with ``docker=True`` (harness.py): its own network namespace
+with loopback only, so dockerd's docker0 bridge, NAT and firewall rules exist only inside
+it, and no packet from it (a pull, a DNS lookup, a probe of the metadata address) can
+reach another machine or the host's ports. Everything it needs was put in its root before
+boot: Docker and nftables from Debian (the cached root variant) and hardway's wheels
+(``bootstrap.py --wheelhouse``). The metadata address 169.254.169.254 is this
+container's own: added to its loopback, where a small server answers, so the test shows
+the address answers on the booted host and is refused from a user's container once the
+confinement rule is loaded. Nothing is ever sent to the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tarfile
+import time
+
+import pytest
+from conftest import Installed, record
+from hardway_plugins.spawner.docker_image import forbidden
+from harness import Container
+from wheelhouse import host_wheelhouse
+
+WHEELHOUSE = "/root/wheelhouse"
+BUILD = ["/opt/hardway/hub/bin/python", "-m", "hardway_plugins.spawner.docker_image",
+         "--work", "/var/tmp"]
+METADATA = "169.254.169.254"
+#: planted on the booted host before the image is built: none may reach the image
+PLANTED = {"/root/.ssh/id_ed25519": "not a real key\n",
+           "/etc/ssh/ssh_host_ed25519_key": "not a real host key\n",
+           "/home/carol/notes.txt": "another user's file\n"}
+#: a GET of the metadata address, printing the status or the error's name
+PROBE = f"""
+import urllib.request
+try:
+    print(urllib.request.urlopen("http://{METADATA}/", timeout=5).status)
+except Exception as e:
+    print(type(e).__name__, getattr(e, "reason", e))
+"""
+#: every shared object under the environment loaded with its dependencies; prints those
+#: that link to a library the image lacks
+LINKS = """
+import ctypes, os, pathlib, sys
+for so in sorted(pathlib.Path(sys.prefix).resolve().rglob("*.so*")):
+    try:
+        ctypes.CDLL(str(so), os.RTLD_LAZY)
+    except OSError as e:
+        if "cannot open shared object file" in str(e):
+            print(so, e)
+"""
+#: the rule the docker spawner will load (prototype): a container's packets to link-local
+#: addresses are refused at once, whether the address is this host's own (input) or
+#: routed onwards (forward, the cloud case)
+CONFINE = """table inet hardway-docker-it
+delete table inet hardway-docker-it
+table inet hardway-docker-it {
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tiifname "docker0" ip daddr 169.254.0.0/16 meta l4proto tcp reject with tcp reset
+\t\tiifname "docker0" ip daddr 169.254.0.0/16 reject with icmpx admin-prohibited
+\t}
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tiifname "docker0" ip daddr 169.254.0.0/16 meta l4proto tcp reject with tcp reset
+\t\tiifname "docker0" ip daddr 169.254.0.0/16 reject with icmpx admin-prohibited
+\t}
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def site():
+    t0 = time.monotonic()
+    c = Container.create("hw-docker", docker=True)
+    try:
+        c.boot()
+        python = c.run(["python3", "-c", "import platform; print(platform.python_version())"]
+                       ).stdout.strip()
+        shutil.copytree(host_wheelhouse(python), c.path(WHEELHOUSE))
+        inst = Installed(c, "docker-" + secrets.token_hex(6))
+        inst.bootstrap_args += ["--wheelhouse", WHEELHOUSE]
+        _, inst.first_seconds = inst.bootstrap()
+        for path, text in PLANTED.items():
+            c.path(path).parent.mkdir(parents=True, exist_ok=True)
+            c.path(path).write_text(text)
+            c.path(path).chmod(0o600)
+        r = c.run(BUILD, timeout=900)
+        inst.built = json.loads(r.stdout)  # type: ignore[attr-defined]
+        inst.ready_seconds = time.monotonic() - t0  # type: ignore[attr-defined]
+        yield inst
+    finally:
+        c.destroy()
+
+
+def docker(c: Container, *args: str, check: bool = True, timeout: float = 300
+           ) -> subprocess.CompletedProcess[str]:
+    return c.run(["docker", *args], check=check, timeout=timeout)
+
+
+def test_1_the_engine_runs_inside_its_own_network_namespace(site: Installed):
+    c = site.c
+    info = json.loads(docker(c, "info", "--format", "{{json .}}").stdout)
+    assert info["ServerVersion"], info
+    assert info["CgroupVersion"] == "1" and info["Driver"] == "overlay2", info
+    assert c.run(["systemctl", "is-active", "hardway-it-cgroup-rw", "containerd", "docker"]
+                 ).stdout.split() == ["active"] * 3
+    # not the host's namespace: docker0 and dockerd's rules are the container's own
+    assert os.readlink(f"/proc/{c.init_pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    links = c.run(["ip", "-br", "link"]).stdout.split("\n")
+    assert sorted(line.split()[0] for line in links if line.strip()) == ["docker0", "lo"]
+    routes = c.run(["ip", "route"]).stdout
+    assert "default" not in routes, routes  # no way out: nothing reaches another machine
+
+
+def test_2_the_users_image_is_built_locally_with_no_registry(site: Installed):
+    c, built = site.c, site.built  # type: ignore[attr-defined]
+    env = os.readlink(c.path("/opt/hardway/user"))
+    assert built["image"] == f"hardway-user:{os.path.basename(env)}", built
+    images = docker(c, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert sorted(images) == sorted([built["base"], built["image"]]), images  # nothing pulled
+    history = docker(c, "history", "--format", "{{.Comment}}", built["base"]).stdout
+    assert "Imported from -" in history  # the base is an import, not a pulled image
+    # a second build finds both images and builds nothing
+    t0 = time.monotonic()
+    again = json.loads(c.run(BUILD).stdout)
+    assert (again["base"], again["image"], again["seconds"]) == (
+        built["base"], built["image"], {}), again
+    record("docker-image-build", {
+        "seconds": {k: round(v, 1) for k, v in built["seconds"].items()},
+        "MB": {k: round(v / 1e6, 1) for k, v in built["sizes"].items()},
+        "members": {"base": built["base_members"], "env": built["env_members"]},
+        "rebuild_seconds": round(time.monotonic() - t0, 1),
+        "install_seconds": round(site.first_seconds, 1),
+        "fixture_seconds": round(site.ready_seconds, 1),  # type: ignore[attr-defined]
+        "how": "booted Debian 12 on a private network: bootstrap --wheelhouse, then "
+               "python -m hardway_plugins.spawner.docker_image (docker import of the "
+               "host's dpkg files + docker build adding the users' environment)"})
+
+
+def test_3_a_server_python_runs_as_a_non_root_user_from_the_pinned_environment(site):
+    c, image = site.c, site.built["image"]
+    script = ("import os, sys, jupyterhub, jupyterlab; "
+              "print(os.getuid(), os.getgid(), sys.prefix, jupyterhub.__version__, "
+              "jupyterlab.__version__)")
+    out = docker(c, "run", "--rm", "-m", "256m", image, "python3", "-c", script).stdout.split()
+    host = c.run(["/opt/hardway/user/bin/python", "-c", script]).stdout.split()
+    assert out[:2] == ["1000", "100"], out
+    assert out[2:] == host[2:], (out, host)  # the same environment, the same versions
+    cmd = docker(c, "image", "inspect", "--format", "{{json .Config.Cmd}} {{.Config.User}}",
+                 image).stdout.strip()
+    assert cmd == '["jupyterhub-singleuser"] 1000:100', cmd
+    version = docker(c, "run", "--rm", image, "jupyterhub-singleuser", "--version")
+    assert version.stdout.strip(), version
+    # every native library of the environment finds what it links to inside the image
+    missing = docker(c, "run", "--rm", image, "python3", "-c", LINKS).stdout.strip()
+    assert missing == "", missing
+
+
+def test_4_allocating_past_the_memory_limit_kills_the_process(site: Installed):
+    c, image = site.c, site.built["image"]
+    name = "hw-oom"
+    r = docker(c, "run", "--name", name, "-m", "256m", "--memory-swap", "256m", image,
+               "python3", "-c", "x = bytearray(400 * 2**20); print('survived')", check=False)
+    try:
+        state = json.loads(docker(c, "inspect", "--format", "{{json .State}}", name).stdout)
+    finally:
+        docker(c, "rm", "-f", name, check=False)
+    assert r.returncode == 137 and "survived" not in r.stdout, (r.returncode, r.stdout)
+    assert state["OOMKilled"] is True, state
+    # under the limit the same allocation pattern works
+    ok = docker(c, "run", "--rm", "-m", "256m", image, "python3", "-c",
+                "x = bytearray(64 * 2**20); print('fine')")
+    assert ok.stdout.strip() == "fine"
+
+
+def test_5_nothing_secret_from_the_host_is_in_the_image(site: Installed):
+    c, image = site.c, site.built["image"]
+    cid = docker(c, "create", image).stdout.strip()
+    names, passwd = [], ""
+    try:
+        export = subprocess.Popen(["nsenter", "-t", str(c.init_pid), "-a", "docker", "export",
+                                   cid], stdout=subprocess.PIPE)
+        with tarfile.open(fileobj=export.stdout, mode="r|") as tar:
+            for member in tar:
+                names.append(member.name)
+                if member.name == "etc/passwd":
+                    passwd = tar.extractfile(member).read().decode()  # type: ignore[union-attr]
+        assert export.wait(60) == 0
+    finally:
+        docker(c, "rm", cid, check=False)
+    assert len(names) > 1000
+    assert forbidden(names) == [], forbidden(names)
+    # the paths the brief names, spelled out, and what the fixture planted
+    for path in ("etc/shadow", "etc/gshadow", "etc/hardway", "var/lib/hardway", "root/.ssh",
+                 "etc/ssh", "home/carol", "etc/machine-id", "var/lib/dpkg"):
+        assert not any(n == path or n.startswith(path + "/") for n in names), path
+    # the image's accounts are its own, none of the host's (jupyter-*, hardway-proxy...)
+    assert [line.split(":")[0] for line in passwd.splitlines()] == ["root", "nobody", "jovyan"]
+
+
+def test_6_the_metadata_address_answers_on_the_host_and_not_from_a_container(site):
+    c, image = site.c, site.built["image"]
+    # the container's own 169.254.169.254 (its private namespace, nothing leaves it)
+    c.run(["ip", "addr", "add", f"{METADATA}/32", "dev", "lo"])
+    c.run(["systemd-run", "--unit=hw-fake-metadata", "python3", "-m", "http.server",
+           "--bind", METADATA, "80"])
+    try:
+        for _ in range(50):
+            if c.run(["python3", "-c", PROBE]).stdout.strip() == "200":
+                break
+            time.sleep(0.1)
+        assert c.run(["python3", "-c", PROBE]).stdout.strip() == "200"
+        # without confinement a container reaches it (what the docker spawner must prevent)
+        open_ = docker(c, "run", "--rm", image, "python3", "-c", PROBE).stdout.strip()
+        assert open_ == "200", open_
+        c.run(["nft", "-f", "-"], input=CONFINE)
+        blocked = docker(c, "run", "--rm", image, "python3", "-c", PROBE).stdout.strip()
+        assert blocked.startswith("URLError") and "refused" in blocked, blocked
+        assert c.run(["python3", "-c", PROBE]).stdout.strip() == "200"  # the host still can
+    finally:
+        c.run(["nft", "delete", "table", "inet", "hardway-docker-it"], check=False)
+        c.run(["systemctl", "stop", "hw-fake-metadata"], check=False)
+        c.run(["ip", "addr", "del", f"{METADATA}/32", "dev", "lo"], check=False)
+
+
+def test_7_after_a_reboot_the_engine_runs_containers_again(site: Installed):
+    """The cgroup controllers are remounted by a unit at every boot, before dockerd."""
+    c, image = site.c, site.built["image"]
+    c.reboot()
+    for _ in range(60):
+        if c.run(["systemctl", "is-active", "docker"], check=False).stdout.strip() == "active":
+            break
+        time.sleep(0.5)
+    out = docker(c, "run", "--rm", "-m", "256m", image, "python3", "-c",
+                 "import os; print(os.getuid())").stdout.strip()
+    assert out == "1000", out
