@@ -22,6 +22,7 @@ import subprocess
 import tarfile
 import time
 
+import netns
 import pytest
 from conftest import Installed, record
 from hardway_plugins.spawner.docker_image import forbidden
@@ -241,3 +242,153 @@ def test_7_after_a_reboot_the_engine_runs_containers_again(site: Installed):
     out = docker(c, "run", "--rm", "-m", "256m", image, "python3", "-c",
                  "import os; print(os.getuid())").stdout.strip()
     assert out == "1000", out
+
+
+# --- the docker spawner (issue 13): a hub switched to it and back, on the same host
+
+HUB = "http://127.0.0.1"
+#: a user's server started (if not running) and ``code`` run in a kernel there
+EXECUTE = """
+from hubclient import HubUser
+u = HubUser("http://127.0.0.1", name, password).sign_in()
+u.start_server()
+print(json.dumps(u.execute(code, timeout=120)))
+"""
+STOP = """
+import time
+from hubclient import HubUser
+u = HubUser("http://127.0.0.1", name, password).sign_in()
+u.api("DELETE", f"/hub/api/users/{name}/server")
+deadline = time.monotonic() + 120
+while u.api("GET", f"/hub/api/users/{name}").json().get("servers"):
+    assert time.monotonic() < deadline, "the server did not stop"
+    time.sleep(0.5)
+print(json.dumps("stopped"))
+"""
+LOOP = """
+import time
+from hubclient import HubUser, RequestLoop
+u = HubUser("http://127.0.0.1", name, password).sign_in()
+with RequestLoop(u, f"/user/{name}/api/status", interval=0.1) as loop:
+    time.sleep(seconds)
+print(json.dumps({"statuses": loop.statuses, "failed": loop.failed}))
+"""
+
+
+def hwc(c: Container, *args: str, check: bool = True, timeout: float = 900):
+    r = c.run(["hardway", *args], check=False, timeout=timeout)
+    if check:
+        assert r.returncode == 0, f"hardway {' '.join(args)}:\n{r.stdout[-4000:]}\n{r.stderr}"
+    return r
+
+
+def execute(site: Installed, code: str, name: str = "alice", password: str | None = None):
+    return netns.run(site.c, EXECUTE, name=name, password=password or site.admin_password,
+                     code=code)
+
+
+def container_of(c: Container, name: str) -> dict:
+    return json.loads(docker(c, "inspect", f"jupyter-{name}").stdout)[0]
+
+
+def test_8_a_file_written_under_the_systemd_spawner(site: Installed):
+    out = execute(site, "open('from-systemd.txt', 'w').write('written under systemd')\n"
+                        "import os; os.getuid()")
+    assert int(out) >= 1000
+    netns.run(site.c, STOP, name="alice", password=site.admin_password)
+
+
+def test_9_switched_to_docker_her_server_runs_in_a_container(site: Installed):
+    c = site.c
+    hwc(c, "config", "set", "spawner.type", "docker")
+    hwc(c, "config", "set", "limits.memory", "256M")
+    r = hwc(c, "config", "reload", "--timeout", "300")
+    assert "restarted: jupyterhub.service" in r.stdout, r.stdout[-3000:]
+    assert c.run(["systemctl", "is-active", "hardway-hub-bridge.socket"]).stdout.strip() \
+        == "active"
+    out = execute(site, "import os; print(os.getuid(), os.getgid(), "
+                        "open('from-systemd.txt').read())")
+    account = c.run(["id", "-u", "jupyter-alice"]).stdout.strip()
+    group = c.run(["id", "-g", "jupyter-alice"]).stdout.strip()
+    assert out.split(" ", 2) == [account, group, "written under systemd"], out
+    info = container_of(c, "alice")
+    assert info["State"]["Running"] is True
+    assert info["Config"]["User"] == f"{account}:{group}"
+    assert info["Config"]["Image"].startswith("hardway-user:user-")
+    assert info["HostConfig"]["Memory"] == 256 * 2**20
+    assert not info["HostConfig"]["PortBindings"], info["HostConfig"]["PortBindings"]
+    assert not info["HostConfig"]["Privileged"]
+    assert "ALL" in (info["HostConfig"]["CapDrop"] or [])
+    mounts = {m["Source"]: m["Destination"] for m in info["Mounts"]}
+    assert mounts == {"/home/jupyter-alice": "/home/jupyter-alice"}, mounts
+    assert list(info["NetworkSettings"]["Networks"]) == ["hardway-users"]
+    assert execute(site, "1+1") == "2"
+    execute(site, "open('from-docker.txt', 'w').write('written under docker')")
+
+
+def test_10_her_container_reaches_the_hub_api_and_nothing_else(site: Installed):
+    c = site.c
+    # bob, another user with a running container
+    admin = ("from hubclient import HubUser\n"
+             "HubUser('http://127.0.0.1', 'alice', password).sign_in().allow('bob')\n"
+             "print(json.dumps('ok'))\n")
+    netns.run(c, admin, password=site.admin_password)
+    execute(site, "1", name="bob", password="bob-password-long-enough")
+    bob_ip = container_of(c, "bob")["NetworkSettings"]["Networks"]["hardway-users"][
+        "IPAddress"]
+    gateway = "172.31.250.1"
+    c.run(["ip", "addr", "add", f"{METADATA}/32", "dev", "lo"])
+    c.run(["systemd-run", "--unit=hw-fake-metadata-2", "python3", "-m", "http.server",
+           "--bind", METADATA, "80"])
+    try:
+        for _ in range(50):
+            if c.run(["python3", "-c", PROBE]).stdout.strip() == "200":
+                break
+            time.sleep(0.1)
+        probe = ("import socket\n"
+                 "def reach(host, port):\n"
+                 "    try:\n"
+                 "        socket.create_connection((host, port), timeout=3).close()\n"
+                 "        return 'open'\n"
+                 "    except OSError as e:\n"
+                 "        return type(e).__name__\n"
+                 "import json, os\n"
+                 f"print(json.dumps([{{k: reach(*v) for k, v in {{'hub': ('{gateway}', 8081), "
+                 f"'metadata': ('{METADATA}', 80), 'traefik_api': ('{gateway}', 8099), "
+                 f"'proxy': ('{gateway}', 80), 'bob': ('{bob_ip}', 8888)}}.items()}}, "
+                 "os.path.exists('/var/run/docker.sock')]))")
+        out = execute(site, probe)
+    finally:
+        c.run(["systemctl", "stop", "hw-fake-metadata-2"], check=False)
+        c.run(["ip", "addr", "del", f"{METADATA}/32", "dev", "lo"], check=False)
+    record("docker-confinement", {"figure": out, "unit": "reachability from alice's kernel"})
+    reach, sock = json.loads(out)
+    assert reach["hub"] == "open", out
+    for what in ("metadata", "traefik_api", "proxy", "bob"):
+        assert reach[what] != "open", out
+    assert sock is False, out
+
+
+def test_11_a_hub_restart_keeps_her_container_running_and_reachable(site: Installed):
+    c = site.c
+    before = container_of(c, "alice")["Id"]
+    loop = netns.client(c, LOOP, name="alice", password=site.admin_password, seconds=12)
+    time.sleep(3)
+    c.run(["systemctl", "restart", "jupyterhub"])
+    got = netns.result(loop)
+    assert container_of(c, "alice")["Id"] == before
+    assert len(got["statuses"]) > 50 and got["failed"] == [], got["failed"][:20]
+    assert execute(site, "2+2") == "4"
+
+
+def test_12_switched_back_her_files_are_there_and_hers(site: Installed):
+    c = site.c
+    netns.run(c, STOP, name="alice", password=site.admin_password)
+    hwc(c, "config", "set", "spawner.type", "systemd")
+    hwc(c, "config", "reload", "--timeout", "300")
+    out = execute(site, "open('from-docker.txt').read()")
+    assert out.strip("'") == "written under docker"
+    owner = c.run(["stat", "-c", "%U:%G", "/home/jupyter-alice/from-docker.txt"]).stdout
+    assert owner.strip() == "jupyter-alice:jupyter-alice"
+    assert c.run(["systemctl", "is-active", "hardway-hub-bridge.socket"],
+                 check=False).stdout.strip() != "active"

@@ -9,6 +9,7 @@ import subprocess
 import types
 
 import pytest
+from hardway_plugins.spawner import accounts as acc
 from hardway_plugins.spawner import systemd_spawner as ss
 from hardway_plugins.spawner.systemd import EXISTING_NAME, unix_name
 
@@ -60,7 +61,7 @@ def passwd(accounts: dict[str, int]):
 
 
 def test_the_spawner_runs_john_doe_as_john_doe(monkeypatch):
-    monkeypatch.setattr(ss.pwd, "getpwnam", passwd({"john.doe": 1001}))
+    monkeypatch.setattr(acc.pwd, "getpwnam", passwd({"john.doe": 1001}))
     s = spawner("john.doe")
     assert s.unix_username == "john.doe"
     asyncio.run(ss.HardwaySystemdSpawner.ensure_unix_user(s))
@@ -72,13 +73,13 @@ def test_the_spawner_runs_john_doe_as_john_doe(monkeypatch):
 
 
 def test_the_spawner_refuses_a_name_no_account_can_have(monkeypatch):
-    monkeypatch.setattr(ss.pwd, "getpwnam", passwd({"1234": 1234}))
+    monkeypatch.setattr(acc.pwd, "getpwnam", passwd({"1234": 1234}))
     with pytest.raises(RuntimeError, match="is not a unix account name"):
         asyncio.run(ss.HardwaySystemdSpawner.ensure_unix_user(spawner("1234")))
-    monkeypatch.setattr(ss.pwd, "getpwnam", passwd({}))
+    monkeypatch.setattr(acc.pwd, "getpwnam", passwd({}))
     with pytest.raises(RuntimeError, match=r"there is no unix account 'jane\.doe'"):
         asyncio.run(ss.HardwaySystemdSpawner.ensure_unix_user(spawner("jane.doe")))
-    monkeypatch.setattr(ss.pwd, "getpwnam", passwd({"daemon.x": 2}))
+    monkeypatch.setattr(acc.pwd, "getpwnam", passwd({"daemon.x": 2}))
     with pytest.raises(RuntimeError, match="system account"):
         asyncio.run(ss.HardwaySystemdSpawner.ensure_unix_user(spawner("daemon.x")))
 

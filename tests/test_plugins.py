@@ -86,7 +86,7 @@ def registry_plus():
 def test_builtins_are_plugins(registry):
     assert registry.names("auth") == ["dummy", "firstuse", "generic", "github", "ldap",
                                       "lti11", "lti13", "native", "pam"]
-    assert registry.names("spawner") == ["systemd"]
+    assert registry.names("spawner") == ["docker", "systemd"]
     assert registry.names("proxy") == ["traefik"]
     owners = {registry.owners[k] for k in registry.owners}
     assert owners < set(DEFAULT_PLUGINS)

@@ -375,7 +375,8 @@ def restart_plan(changed: list[tuple[File, str]], extra_hub: bool = False,
 def service_units(files: list[File]) -> list[str]:
     """Units of the hardway services the rendered files belong to, in start order: the
     helpers (confinement, ...) first, then the proxy, then the hub."""
-    helpers = sorted({f.component for f in files if f.component.endswith(".service")})
+    helpers = sorted({f.component for f in files
+                      if f.component.endswith((".service", ".socket"))})
     return [*helpers, PROXY_UNIT, HUB_UNIT]
 
 

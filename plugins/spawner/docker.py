@@ -185,6 +185,29 @@ class DockerChoice(Choice):
         changes += ensure_engine(ctx.system, NETWORK, BRIDGE, str(net), gateway)
         return changes
 
+    def post_install(self, settings: Settings, ctx: Context) -> list[str]:
+        """The users' image: built here from the users' environment (once per
+        environment), or the named one found or pulled as the pull policy says. A named
+        image that cannot be had stops the change (and install's rollback keeps the
+        previous image in use)."""
+        from .docker_engine import ensure_named_image, prune_images
+        from .docker_image import ImageError, build
+
+        assert ctx.system is not None
+        image = settings["spawner.docker.image"]
+        if image:
+            return ensure_named_image(ctx.system, image, settings["spawner.docker.pull_policy"])
+        try:
+            built = build(ctx.paths.user_venv)
+        except ImageError as e:
+            raise ConfigError(f"the users' image could not be built: {e}") from None
+        changes = []
+        if built.seconds:
+            changes.append(f"built the users' image {built.image} "
+                           f"({sum(built.seconds.values()):.1f} s)")
+        changes += prune_images(ctx.system, keep={built.image, built.base})
+        return changes
+
 
 def built_image_name(ctx: Context) -> str:
     """The image hardway builds from the users' environment: named by that environment
@@ -192,8 +215,7 @@ def built_image_name(ctx: Context) -> str:
     from hardway.apply.pyenv import link_target
 
     target = link_target(ctx.paths.user_venv)
-    tag = target.name.rsplit("-", 1)[-1] if target is not None else "latest"
-    return f"hardway-user:{tag}"
+    return f"hardway-user:{target.name if target is not None else 'none'}"
 
 
 @hookimpl

@@ -41,3 +41,40 @@ def ensure_engine(system: System, network: str, bridge: str, subnet: str,
                 network])
     changes.append(f"created the docker network {network} ({subnet}, bridge {bridge})")
     return changes
+
+
+def ensure_named_image(system: System, image: str, policy: str) -> list[str]:
+    """``image`` present here, pulled when the policy says so; else a ConfigError naming
+    the key and the value (the change is refused, the hub keeps its image)."""
+    from hardway.errors import ConfigError
+
+    present = system.run(["docker", "image", "inspect", "--format", "{{.Id}}", image],
+                         check=False).returncode == 0
+    if present and policy != "always":
+        return []
+    if policy == "never":
+        raise ConfigError(f"spawner.docker.image: {image!r} is not on this machine and "
+                          "spawner.docker.pull_policy is never: load it (docker load) or "
+                          "allow a pull; nothing was changed")
+    proc = system.run(["docker", "pull", "--quiet", image], check=False, timeout=1800)
+    if proc.returncode != 0:
+        why = " ".join((proc.stdout or "").split())[-300:]
+        raise ConfigError(f"spawner.docker.image: {image!r} is not on this machine and "
+                          f"cannot be pulled ({why or 'no reason given'}); expected an "
+                          "image docker can pull or one loaded here; nothing was changed")
+    return [f"pulled the image {image}"]
+
+
+def prune_images(system: System, keep: set[str]) -> list[str]:
+    """Remove hardway's older users' images (a running container's image stays: docker
+    refuses to remove it, and its turn comes after that server stops)."""
+    proc = system.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+                       "--filter", "reference=hardway-user", "--filter",
+                       "reference=hardway-base"], check=False)
+    gone = []
+    for tag in (proc.stdout or "").split():
+        if tag in keep:
+            continue
+        if system.run(["docker", "image", "rm", tag], check=False).returncode == 0:
+            gone.append(tag)
+    return [f"removed the older users' image {t}" for t in gone]
