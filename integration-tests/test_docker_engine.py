@@ -314,7 +314,11 @@ def test_9_switched_to_docker_her_server_runs_in_a_container(site: Installed):
     info = container_of(c, "alice")
     assert info["State"]["Running"] is True
     assert info["Config"]["User"] == f"{account}:{group}"
-    assert info["Config"]["Image"].startswith("hardway-user:user-")
+    # the image built from the users' environment in use (the tag the hub starts from)
+    env = os.path.basename(os.readlink(c.path("/opt/hardway/user")))
+    built_id = docker(c, "image", "inspect", "--format", "{{.Id}}", f"hardway-user:{env}"
+                      ).stdout.strip()
+    assert info["Config"]["Image"] == "hardway-user:current" and info["Image"] == built_id
     assert info["HostConfig"]["Memory"] == 256 * 2**20
     assert not info["HostConfig"]["PortBindings"], info["HostConfig"]["PortBindings"]
     assert not info["HostConfig"]["Privileged"]
@@ -367,6 +371,30 @@ def test_10_her_container_reaches_the_hub_api_and_nothing_else(site: Installed):
     for what in ("metadata", "traefik_api", "proxy", "bob"):
         assert reach[what] != "open", out
     assert sock is False, out
+
+
+TRY = """
+from hubclient import HubUser
+u = HubUser("http://127.0.0.1", name, password).sign_in()
+try:
+    print(json.dumps({"result": u.execute(code, timeout=60)}))
+except Exception as e:
+    print(json.dumps({"error": f"{type(e).__name__}: {e}"[:300]}))
+"""
+
+
+def test_10b_allocating_past_her_memory_limit_kills_her_kernel_not_the_hub(site: Installed):
+    c = site.c
+    before = container_of(c, "alice")["Id"]
+    got = netns.run(c, TRY, name="alice", password=site.admin_password,
+                    code="x = bytearray(600 * 2**20); x[::4096] = b'1' * len(x[::4096]); "
+                         "'survived'")
+    record("docker-memory-limit", {"figure": got, "unit": "kernel's answer",
+                                   "how": "600 MB touched under limits.memory 256M"})
+    assert got.get("result") != "'survived'", got
+    info = container_of(c, "alice")
+    assert info["Id"] == before and info["State"]["Running"] is True
+    assert execute(site, "1+1") == "2"  # a new kernel in the same server
 
 
 def test_11_a_hub_restart_keeps_her_container_running_and_reachable(site: Installed):

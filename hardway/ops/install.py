@@ -493,7 +493,7 @@ def read_state(paths: Paths) -> dict[str, object]:
 def install(paths: Paths, system: System, options: Options,
             out: Callable[[str], None] = print) -> list[str]:
     """Run every step; returns the list of changes (empty: nothing to do)."""
-    rep = Reporter(13, out)
+    rep = Reporter(14, out)
     registry = Registry(make_manager())
     rep.step("directories", lambda: directories_step(paths))
     rep.step("settings", lambda: settings_step(paths, options.admins, options.jupyterhub))
@@ -653,6 +653,9 @@ def _install_rest(paths: Paths, system: System, options: Options, out: Callable[
             return changes
 
         user_changes = rep.step("user environment", user_environment)
+        rep.step("made from the user environment", lambda: [
+            c for choice in registry.selected(settings).values()
+            for c in registry.call(choice, "user_environment_ready", settings, ctx)])
         written = dict(ctx.state)
         rep.step("permissions", lambda: permissions_step(
             paths, ctx.state, bool(hub_changes or user_changes)))

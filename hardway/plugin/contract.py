@@ -8,7 +8,9 @@ Lifecycle, in the order hardway calls it:
   ``render()``         files the choice owns (pure: values only, through ``ctx``);
   ``hub_config()``     its part of hub.json (pure);
   ``install()``        side effects through ``ctx.system`` (idempotent, report changes);
-  ``post_install()``   after files are written, before services restart.
+  ``post_install()``   after files are written, before services restart;
+  ``user_environment_ready()`` last, once the users' environment (built in the
+                       background meanwhile) is in place: what is made from it (an image).
 Only the selected choice of each kind is called beyond ``keys()``.
 """
 
@@ -139,6 +141,9 @@ class Choice:
         return []
 
     def post_install(self, settings: Settings, ctx: Context) -> list[str]:
+        return []
+
+    def user_environment_ready(self, settings: Settings, ctx: Context) -> list[str]:
         return []
 
     def prefix(self) -> str:

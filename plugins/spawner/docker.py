@@ -156,7 +156,7 @@ class DockerChoice(Choice):
                 "hub_connect_url": f"http://{gateway}:{HUB_PORT}",
             },
             "DockerSpawner": {
-                "image": image or built_image_name(ctx),
+                "image": image or CURRENT,
                 "pull_policy": "never" if not image else settings["spawner.docker.pull_policy"],
                 "allowed_images": list(settings["spawner.docker.allowed_images"]),
                 "network_name": NETWORK,
@@ -186,36 +186,48 @@ class DockerChoice(Choice):
         return changes
 
     def post_install(self, settings: Settings, ctx: Context) -> list[str]:
-        """The users' image: built here from the users' environment (once per
-        environment), or the named one found or pulled as the pull policy says. A named
-        image that cannot be had stops the change (and install's rollback keeps the
-        previous image in use)."""
-        from .docker_engine import ensure_named_image, prune_images
-        from .docker_image import ImageError, build
+        """A named image: present, or pulled as the pull policy says; one that cannot be
+        had stops the change (install's rollback keeps the previous image in use). The
+        built one: made now from the users' environment in place, if there is none yet
+        (a switch to docker on a running hub), so the restarted hub has one."""
+        from .docker_engine import ensure_named_image, image_exists
 
         assert ctx.system is not None
         image = settings["spawner.docker.image"]
         if image:
             return ensure_named_image(ctx.system, image, settings["spawner.docker.pull_policy"])
-        try:
-            built = build(ctx.paths.user_venv)
-        except ImageError as e:
-            raise ConfigError(f"the users' image could not be built: {e}") from None
-        changes = []
-        if built.seconds:
-            changes.append(f"built the users' image {built.image} "
-                           f"({sum(built.seconds.values()):.1f} s)")
-        changes += prune_images(ctx.system, keep={built.image, built.base})
-        return changes
+        if image_exists(ctx.system, CURRENT) or not ctx.paths.user_venv.exists():
+            return []
+        return build_current(ctx)
+
+    def user_environment_ready(self, settings: Settings, ctx: Context) -> list[str]:
+        """The built image follows the users' environment: a new environment, a new image
+        (servers started from then on use it; running ones keep theirs)."""
+        if settings["spawner.docker.image"]:
+            return []
+        return build_current(ctx)
 
 
-def built_image_name(ctx: Context) -> str:
-    """The image hardway builds from the users' environment: named by that environment
-    (its versioned directory), so a new environment is a new image."""
-    from hardway.apply.pyenv import link_target
+#: the tag the hub starts containers from; it moves to each new built image
+CURRENT = "hardway-user:current"
 
-    target = link_target(ctx.paths.user_venv)
-    return f"hardway-user:{target.name if target is not None else 'none'}"
+
+def build_current(ctx: Context) -> list[str]:
+    from .docker_engine import prune_images
+    from .docker_image import ImageError, build
+
+    assert ctx.system is not None
+    try:
+        built = build(ctx.paths.user_venv)
+    except ImageError as e:
+        raise ConfigError(f"the users' image could not be built: {e}") from None
+    changes = []
+    if built.seconds:
+        changes.append(f"built the users' image {built.image} "
+                       f"({sum(built.seconds.values()):.1f} s)")
+    ctx.system.run(["docker", "tag", built.image, CURRENT])
+    changes += prune_images(ctx.system, keep={built.image, built.base, CURRENT})
+    return changes
 
 
 @hookimpl

@@ -43,13 +43,17 @@ def ensure_engine(system: System, network: str, bridge: str, subnet: str,
     return changes
 
 
+def image_exists(system: System, image: str) -> bool:
+    return system.run(["docker", "image", "inspect", "--format", "{{.Id}}", image],
+                      check=False).returncode == 0
+
+
 def ensure_named_image(system: System, image: str, policy: str) -> list[str]:
     """``image`` present here, pulled when the policy says so; else a ConfigError naming
     the key and the value (the change is refused, the hub keeps its image)."""
     from hardway.errors import ConfigError
 
-    present = system.run(["docker", "image", "inspect", "--format", "{{.Id}}", image],
-                         check=False).returncode == 0
+    present = image_exists(system, image)
     if present and policy != "always":
         return []
     if policy == "never":
