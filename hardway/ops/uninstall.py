@@ -58,6 +58,10 @@ def describe(p: Plan, paths: Paths, purge: bool) -> list[str]:
              "database, passwords, certificates), and say where",
              f"  stop and disable: {', '.join(p.units)}; delete the nftables table inet "
              f"{NFT_TABLE}"]
+    if shutil.which("docker"):
+        lines.append("  remove the docker spawner's users' containers, its network "
+                     "hardway-users and the images hardway-user:*, hardway-base:* (Docker "
+                     "itself stays)")
     lines += [f"  remove {f}" for f in p.files]
     lines += [f"  remove {t}/ (everything in it)" for t in p.trees]
     lines.append(f"  remove the system user {PROXY_USER} and the group {ADMIN_GROUP}")
@@ -141,6 +145,13 @@ def _uninstall(paths: Paths, system: System, purge: bool, out: Callable[[str], N
             system.systemctl("stop", unit, check=False)
         out(f"stopped {unit}")
     system.run(["nft", "delete", "table", "inet", NFT_TABLE], check=False)
+    if shutil.which("docker"):  # the docker spawner's containers, network and images
+        from hardway_plugins.spawner.docker import BRIDGE_UNIT, NETWORK
+        from hardway_plugins.spawner.docker_engine import remove_everything
+
+        system.systemctl("disable", "--now", f"{BRIDGE_UNIT}.socket", check=False)
+        for line in remove_everything(system, NETWORK):
+            out(line)
     for f in p.files:
         if _rm(f):
             out(f"removed {f}")

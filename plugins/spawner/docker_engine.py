@@ -82,3 +82,26 @@ def prune_images(system: System, keep: set[str]) -> list[str]:
         if system.run(["docker", "image", "rm", tag], check=False).returncode == 0:
             gone.append(tag)
     return [f"removed the older users' image {t}" for t in gone]
+
+
+def remove_everything(system: System, network: str, containers: str = "jupyter-") -> list[str]:
+    """For uninstall: users' containers (their homes are mounts, kept or purged with the
+    accounts), hardway's network and its images. The engine itself stays (a package)."""
+    if system.run(["systemctl", "is-active", "--quiet", "docker.service"],
+                  check=False).returncode != 0:
+        return []
+    out = []
+    ids = (system.run(["docker", "ps", "-aq", "--filter", f"name=^{containers}"],
+                      check=False).stdout or "").split()
+    if ids:
+        system.run(["docker", "rm", "-f", *ids], check=False)
+        out.append(f"removed {len(ids)} users' container(s)")
+    if system.run(["docker", "network", "rm", network], check=False).returncode == 0:
+        out.append(f"removed the docker network {network}")
+    tags = (system.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+                        "--filter", "reference=hardway-user", "--filter",
+                        "reference=hardway-base"], check=False).stdout or "").split()
+    if tags:
+        system.run(["docker", "image", "rm", *tags], check=False)
+        out.append(f"removed the users' images {', '.join(sorted(tags))}")
+    return out
