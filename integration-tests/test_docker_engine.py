@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -328,6 +329,11 @@ def test_9_switched_to_docker_her_server_runs_in_a_container(site: Installed):
     assert list(info["NetworkSettings"]["Networks"]) == ["hardway-users"]
     assert execute(site, "1+1") == "2"
     execute(site, "open('from-docker.txt', 'w').write('written under docker')")
+    status = hwc(c, "status").stdout
+    assert "docker.service: active, engine " in status, status
+    assert re.search(r"users' image hardway-user:current: [0-9a-f]{12}, built .*, from "
+                     r"/opt/hardway/envs/user-", status), status
+    assert "users' containers running: 1 (jupyter-alice)" in status, status
 
 
 def test_10_her_container_reaches_the_hub_api_and_nothing_else(site: Installed):

@@ -147,6 +147,13 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     from hardway.tls import status_line
 
     print(status_line(settings))
+    if settings["spawner.type"] == "docker":
+        from hardway_plugins.spawner.docker import CURRENT, NETWORK
+        from hardway_plugins.spawner.docker_engine import status_lines
+
+        for line in status_lines(system, settings["spawner.docker.image"] or CURRENT,
+                                 NETWORK):
+            print(line)
     return 0
 
 

@@ -105,3 +105,30 @@ def remove_everything(system: System, network: str, containers: str = "jupyter-"
         system.run(["docker", "image", "rm", *tags], check=False)
         out.append(f"removed the users' images {', '.join(sorted(tags))}")
     return out
+
+
+def status_lines(system: System, image: str, network: str) -> list[str]:
+    """For `hardway status`: the engine, the image servers start from, the containers."""
+    lines = []
+    active = system.run(["systemctl", "is-active", "docker.service"], check=False)
+    version = system.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                         check=False)
+    lines.append(f"docker.service: {(active.stdout or '?').strip()}, engine "
+                 f"{(version.stdout or '').strip() or 'not answering'}")
+    found = system.run(["docker", "image", "inspect", "--format",
+                        "{{.Id}} {{.Created}} {{index .Config.Labels \"org.hardway.user-env\"}}",
+                        image], check=False)
+    if found.returncode == 0:
+        parts = (found.stdout or "").split()
+        made_from = f", from {parts[2]}" if len(parts) > 2 and parts[2] != "<no" else ""
+        lines.append(f"users' image {image}: {parts[0][7:19]}, built {parts[1][:19]}"
+                     f"{made_from}")
+    else:
+        lines.append(f"users' image {image}: MISSING (hardway config reload builds or "
+                     "pulls it)")
+    running = (system.run(["docker", "ps", "--filter", f"network={network}", "--format",
+                           "{{.Names}}"], check=False).stdout or "").split()
+    lines.append(f"users' containers running: {len(running)}"
+                 + (f" ({', '.join(sorted(running)[:10])}{', ...' if len(running) > 10 else ''})"
+                    if running else ""))
+    return lines
