@@ -336,6 +336,25 @@ def test_9_switched_to_docker_her_server_runs_in_a_container(site: Installed):
     assert "users' containers running: 1 (jupyter-alice)" in status, status
 
 
+def test_9b_an_image_that_does_not_exist_is_refused_and_nothing_changes(site: Installed):
+    c = site.c
+    config = c.path("/etc/hardway/config.yaml").read_bytes()
+    hub_json = c.path("/var/lib/hardway/hub/hub.json").read_bytes()
+    pid = c.run(["systemctl", "show", "-P", "MainPID", "jupyterhub"]).stdout
+    hwc(c, "config", "set", "spawner.docker.image", "example.org/no/such-image:1.0")
+    r = hwc(c, "config", "reload", check=False)
+    text = r.stdout + r.stderr
+    assert r.returncode == 2, text[-3000:]
+    line = [ln for ln in r.stderr.splitlines() if "spawner.docker.image" in ln]
+    assert len(line) == 1 and "'example.org/no/such-image:1.0'" in line[0], text[-3000:]
+    assert "cannot be pulled" in line[0] and "Traceback" not in text
+    assert c.path("/var/lib/hardway/hub/hub.json").read_bytes() == hub_json
+    assert c.run(["systemctl", "show", "-P", "MainPID", "jupyterhub"]).stdout == pid
+    c.path("/etc/hardway/config.yaml").write_bytes(config)  # back to the built image
+    assert execute(site, "3*3") == "9"  # still served, from the built image
+    assert container_of(c, "alice")["Config"]["Image"] == "hardway-user:current"
+
+
 def test_10_her_container_reaches_the_hub_api_and_nothing_else(site: Installed):
     c = site.c
     # bob, another user with a running container

@@ -183,19 +183,23 @@ class DockerChoice(Choice):
         changes = ensure_admin_group(ctx)
         net, gateway = network(settings)
         changes += ensure_engine(ctx.system, NETWORK, BRIDGE, str(net), gateway)
+        image = settings["spawner.docker.image"]
+        if image:  # before any file changes: an image that cannot be had changes nothing
+            from .docker_engine import ensure_named_image
+
+            changes += ensure_named_image(ctx.system, image,
+                                          settings["spawner.docker.pull_policy"])
         return changes
 
     def post_install(self, settings: Settings, ctx: Context) -> list[str]:
-        """A named image: present, or pulled as the pull policy says; one that cannot be
-        had stops the change (install's rollback keeps the previous image in use). The
-        built one: made now from the users' environment in place, if there is none yet
-        (a switch to docker on a running hub), so the restarted hub has one."""
-        from .docker_engine import ensure_named_image, image_exists
+        """The built image: made now from the users' environment in place if there is
+        none yet (a switch to docker on a running hub), so the restarted hub has one. (A
+        named image was checked by install(), before any file changed.)"""
+        from .docker_engine import image_exists
 
         assert ctx.system is not None
-        image = settings["spawner.docker.image"]
-        if image:
-            return ensure_named_image(ctx.system, image, settings["spawner.docker.pull_policy"])
+        if settings["spawner.docker.image"]:
+            return []
         if image_exists(ctx.system, CURRENT) or not ctx.paths.user_venv.exists():
             return []
         return build_current(ctx)
