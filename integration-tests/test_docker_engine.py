@@ -350,7 +350,8 @@ def test_9b_an_image_that_does_not_exist_is_refused_and_nothing_changes(site: In
     assert "cannot be pulled" in line[0] and "Traceback" not in text
     assert c.path("/var/lib/hardway/hub/hub.json").read_bytes() == hub_json
     assert c.run(["systemctl", "show", "-P", "MainPID", "jupyterhub"]).stdout == pid
-    c.path("/etc/hardway/config.yaml").write_bytes(config)  # back to the built image
+    hwc(c, "config", "unset", "spawner.docker.image")  # back to the built image
+    assert c.path("/etc/hardway/config.yaml").read_bytes() == config
     assert execute(site, "3*3") == "9"  # still served, from the built image
     assert container_of(c, "alice")["Config"]["Image"] == "hardway-user:current"
 
