@@ -433,6 +433,48 @@ def test_11_a_hub_restart_keeps_her_container_running_and_reachable(site: Instal
     assert execute(site, "2+2") == "4"
 
 
+CLASS = """
+from hubclient import HubUser
+from scenarios import class_arrives
+admin = HubUser("http://127.0.0.1", "alice", password).sign_in()
+r = class_arrives("http://127.0.0.1", n, prefix=prefix, admin=admin)
+for i in range(1, n + 1):
+    admin.api("DELETE", f"/hub/api/users/{prefix}{i:02d}/server")
+print(json.dumps(r.figures() | {"failures": r.failures}))
+"""
+
+
+def test_11b_a_class_of_20_arrives_in_containers(site: Installed):
+    c = site.c
+    got = netns.run(c, CLASS, timeout=900, password=site.admin_password, n=20, prefix="dk")
+    record("class-of-20-docker", got)
+    assert got["failed"] == 0, got["failures"]
+    # the servers were containers (their names), and they go when the servers stop
+    deadline = time.monotonic() + 120
+    while docker(c, "ps", "-q", "--filter", "name=^jupyter-dk").stdout.strip():
+        assert time.monotonic() < deadline, "the class's containers were not removed"
+        time.sleep(1)
+
+
+def test_11c_the_culler_stops_an_idle_container(site: Installed):
+    c = site.c
+    assert docker(c, "ps", "-q", "--filter", "name=^jupyter-bob$").stdout.strip()
+    hwc(c, "config", "set", "services.cull.timeout", "20")
+    hwc(c, "config", "set", "services.cull.every", "5")
+    hwc(c, "config", "reload", "--timeout", "120")
+    t0 = time.monotonic()
+    try:
+        while docker(c, "ps", "-q", "--filter", "name=^jupyter-bob$").stdout.strip():
+            assert time.monotonic() - t0 < 180, "bob's idle container was not culled"
+            time.sleep(2)
+    finally:
+        hwc(c, "config", "unset", "services.cull.timeout", "services.cull.every")
+        hwc(c, "config", "reload", "--timeout", "120")
+    record("docker-cull", {"figure": round(time.monotonic() - t0, 1), "unit": "s",
+                           "how": "reload with timeout 20 s, every 5 s, until bob's idle "
+                                  "container is gone"})
+
+
 def test_12_switched_back_her_files_are_there_and_hers(site: Installed):
     c = site.c
     netns.run(c, STOP, name="alice", password=site.admin_password)
