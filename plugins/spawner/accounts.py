@@ -33,9 +33,6 @@ class UnixAccounts(LoggingConfigurable):
     def unix_username(self) -> str:
         return unix_name(self.user.name, self.user_prefix, existing=self.existing_users_only)
 
-    def _expand_user_vars(self, string: str) -> str:
-        return string.format(USERNAME=self.unix_username, USERID=self.user.id)
-
     async def _run(self, *cmd: str) -> None:
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)

@@ -33,6 +33,9 @@ class HardwaySystemdSpawner(UnixAccounts, SystemdSpawner):
     def _default_max_starting(self) -> int:
         return os.cpu_count() or 2
 
+    def _expand_user_vars(self, string: str) -> str:  # SystemdSpawner's templates
+        return string.format(USERNAME=self.unix_username, USERID=self.user.id)
+
     async def start(self) -> Any:
         global _starting
         await self.ensure_unix_user()
