@@ -296,7 +296,9 @@ def test_8_a_file_written_under_the_systemd_spawner(site: Installed):
     out = execute(site, "open('from-systemd.txt', 'w').write('written under systemd')\n"
                         "import os; os.getuid()")
     assert int(out) >= 1000
-    netns.run(site.c, STOP, name="alice", password=site.admin_password)
+    # her server keeps running: the switch below stops it
+    assert site.c.run(["systemctl", "is-active", "jupyter-alice-singleuser"]
+                      ).stdout.strip() == "active"
 
 
 def test_9_switched_to_docker_her_server_runs_in_a_container(site: Installed):
@@ -305,6 +307,9 @@ def test_9_switched_to_docker_her_server_runs_in_a_container(site: Installed):
     hwc(c, "config", "set", "limits.memory", "256M")
     r = hwc(c, "config", "reload", "--timeout", "300")
     assert "restarted: jupyterhub.service" in r.stdout, r.stdout[-3000:]
+    assert "stopped 1 server(s) running as systemd units" in r.stdout, r.stdout[-3000:]
+    assert c.run(["systemctl", "is-active", "jupyter-alice-singleuser"], check=False
+                 ).stdout.strip() != "active"
     assert c.run(["systemctl", "is-active", "hardway-hub-bridge.socket"]).stdout.strip() \
         == "active"
     out = execute(site, "import os; print(os.getuid(), os.getgid(), "

@@ -30,9 +30,9 @@ from hardway.plugin import Choice, ConfigError, Context, File, Key, Settings, ho
 from hardway.plugin import keytypes as kt
 from hardway.render import HEADER, HUB_PORT
 
+from .docker_engine import NETWORK
 from .systemd import ADMIN_GROUP, deny_networks, ensure_admin_group, netpolicy_files
 
-NETWORK = "hardway-users"
 BRIDGE = "hw-users"
 BRIDGE_UNIT = "hardway-hub-bridge"
 #: an image reference as docker takes it: [registry[:port]/]path[:tag][@sha256:digest]
@@ -183,6 +183,10 @@ class DockerChoice(Choice):
         changes = ensure_admin_group(ctx)
         net, gateway = network(settings)
         changes += ensure_engine(ctx.system, NETWORK, BRIDGE, str(net), gateway)
+        from .docker_engine import stop_units
+
+        # the systemd spawner's servers: the docker spawner would not know them
+        changes += stop_units(ctx.system)
         image = settings["spawner.docker.image"]
         if image:  # before any file changes: an image that cannot be had changes nothing
             from .docker_engine import ensure_named_image

@@ -8,6 +8,9 @@ import json
 from hardway.apply.system import System
 from hardway.errors import HardwayError
 
+#: the docker network users' containers run on
+NETWORK = "hardway-users"
+
 
 def ensure_engine(system: System, network: str, bridge: str, subnet: str,
                   gateway: str) -> list[str]:
@@ -132,3 +135,26 @@ def status_lines(system: System, image: str, network: str) -> list[str]:
                  + (f" ({', '.join(sorted(running)[:10])}{', ...' if len(running) > 10 else ''})"
                     if running else ""))
     return lines
+
+
+def stop_containers(system: System, network: str) -> list[str]:
+    """Stop and remove users' containers on hardway's network (a switch to the systemd
+    spawner: the hub then starts units; the homes are mounts, nothing is lost)."""
+    ids = (system.run(["docker", "ps", "-aq", "--filter", f"network={network}"],
+                      check=False).stdout or "").split()
+    if not ids:
+        return []
+    system.run(["docker", "rm", "-f", *ids], check=False)
+    return [f"stopped {len(ids)} server(s) running in containers (their files are kept; "
+            "their next start is a systemd unit)"]
+
+
+def stop_units(system: System) -> list[str]:
+    """Stop users' servers running as systemd units (a switch to the docker spawner)."""
+    proc = system.run(["systemctl", "list-units", "--plain", "--no-legend", "--state=active",
+                       "--type=service", "jupyter-*-singleuser.service"], check=False)
+    units = [ln.split()[0] for ln in (proc.stdout or "").splitlines() if ln.split()]
+    for unit in units:
+        system.systemctl("stop", unit, check=False)
+    return [f"stopped {len(units)} server(s) running as systemd units (their files are "
+            "kept; their next start is a container)"] if units else []

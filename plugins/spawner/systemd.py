@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import shutil
 from typing import Any
 
 from hardway.plugin import Choice, ConfigError, Context, File, Key, Settings, hookimpl
@@ -148,7 +149,13 @@ class SystemdChoice(Choice):
         return systemd_hub_config(settings, ctx)
 
     def install(self, settings: Settings, ctx: Context) -> list[str]:
-        return ensure_admin_group(ctx)
+        changes = ensure_admin_group(ctx)
+        if shutil.which("docker"):  # the docker spawner's servers: this one would not know them
+            from .docker_engine import NETWORK, stop_containers
+
+            assert ctx.system is not None
+            changes += stop_containers(ctx.system, NETWORK)
+        return changes
 
 
 def netpolicy_files(settings: Settings, ctx: Context, extra_chains: str = "") -> list[File]:
