@@ -378,6 +378,13 @@ def container_slot() -> Iterator[None]:
         yield
 
 
+def remove_in_background(path: Path) -> None:
+    """``rm -rf`` of a powered-off container's root, not waited for (its own session: it
+    finishes even when this run ends first)."""
+    subprocess.Popen(["rm", "-rf", "--one-file-system", str(path)], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 class Container:
     """A fresh copy of the cached root, booted with systemd as PID 1."""
 
@@ -400,6 +407,9 @@ class Container:
         if c.dir.exists():
             shutil.rmtree(c.dir)
         WORK.mkdir(parents=True, exist_ok=True)
+        for trash in WORK.glob(".trash-*"):  # an earlier run's, whose removal was cut short
+            if time.time() - trash.lstat().st_mtime > 600:
+                remove_in_background(trash)
         subprocess.run(["cp", "-a", "--reflink=auto", str(rootfs), str(c.dir)], check=True)
         (c.dir / ".hardway-complete").unlink(missing_ok=True)
         if HOST_CA.is_file():
@@ -512,9 +522,20 @@ class Container:
         self.boot()
 
     def destroy(self) -> None:
+        t0 = time.monotonic()
         self.poweroff()
+        t1 = time.monotonic()
         if self.dir.exists() and not os.environ.get("HARDWAY_IT_KEEP"):
-            shutil.rmtree(self.dir, ignore_errors=True)
+            # the copy goes in the background (a booted root is large: seconds of I/O
+            # the next test need not wait for); a run's leftovers go at the next create
+            trash = WORK / f".trash-{self.name}-{os.getpid()}-{int(t1)}"
+            try:
+                os.rename(self.dir, trash)
+            except OSError:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            else:
+                remove_in_background(trash)
+        log(f"{self.name}: powered off in {t1 - t0:.1f} s")
 
     # --- commands
     def run(self, cmd: list[str], *, check: bool = True, input: str | None = None,
