@@ -242,6 +242,7 @@ def _choice_methods() -> dict[str, Expect]:
         "hub_config": POLICIES["hardway_hub_config"].expect,
         "install": LIST_OF_STR,
         "post_install": LIST_OF_STR,
+        "user_environment_ready": LIST_OF_STR,
     }
 
 
