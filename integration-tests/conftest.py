@@ -97,8 +97,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_runtest_makereport(item, call):
     rep = yield
     if rep.when == "call" and rep.failed:
-        for name in ("hub", "installed"):
-            inst = item.funcargs.get(name)
+        for inst in item.funcargs.values():
             if isinstance(inst, Installed) and inst.c.init_pid:
                 journal = inst.c.run(["journalctl", "--no-pager", "-n", "60", "-o", "cat",
                                       "-u", "jupyterhub", "-u", "jupyterhub-proxy"],

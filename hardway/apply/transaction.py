@@ -42,13 +42,18 @@ PROXY_UNIT = "jupyterhub-proxy.service"
 RECORD_VERSION = 1
 
 
+#: the kinds of systemd unit a helper component may name (a socket: its service is
+#: started by it)
+UNIT_SUFFIXES = (".service", ".socket")
+
+
 def unit_of(component: str) -> str | None:
     """The systemd unit that must restart when a file of this component changes."""
     if component == "hub":
         return HUB_UNIT
     if component == "proxy":
         return PROXY_UNIT
-    if component.endswith(".service"):
+    if component.endswith(UNIT_SUFFIXES):
         return component
     return None  # "proxy-dynamic" (Traefik's watcher picks it up) or nothing
 
@@ -267,7 +272,7 @@ class Plan:
         return [f.path for f, _ in self.changed] + self.removed
 
     def unit_files_changed(self) -> bool:
-        return any(p.suffix == ".service" for p in self.touched())
+        return any(p.suffix in UNIT_SUFFIXES for p in self.touched())
 
 
 def plan(files: list[File], changed: list[tuple[File, str]], manifest: Path,

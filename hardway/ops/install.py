@@ -356,14 +356,14 @@ def switch_hub_env(paths: Paths) -> tuple[list[str], Path | None]:
 def restart_plan(changed: list[tuple[File, str]], extra_hub: bool = False,
                  extra_proxy: bool = False) -> tuple[bool, set[str]]:
     """(daemon-reload needed, units to restart) for a set of changed files."""
-    reload_units = any(f.path.suffix == ".service" for f, _ in changed)
+    reload_units = any(f.path.suffix in txn.UNIT_SUFFIXES for f, _ in changed)
     restart = set()
     for f, _ in changed:
         if f.component == "hub":
             restart.add(HUB_UNIT)
         elif f.component == "proxy":
             restart.add(PROXY_UNIT)
-        elif f.component.endswith(".service"):
+        elif f.component.endswith(txn.UNIT_SUFFIXES):
             restart.add(f.component)
     if extra_hub:
         restart.add(HUB_UNIT)
@@ -376,7 +376,7 @@ def service_units(files: list[File]) -> list[str]:
     """Units of the hardway services the rendered files belong to, in start order: the
     helpers (confinement, ...) first, then the proxy, then the hub."""
     helpers = sorted({f.component for f in files
-                      if f.component.endswith((".service", ".socket"))})
+                      if f.component.endswith(txn.UNIT_SUFFIXES)})
     return [*helpers, PROXY_UNIT, HUB_UNIT]
 
 
@@ -452,7 +452,7 @@ def undo(paths: Paths, system: System, record: txn.Pending, restart: set[str],
             unit = txn.unit_of(component)
             if unit and name in line:
                 units.add(unit)
-    if any(name.endswith(".service") for name in record.saved):
+    if any(name.endswith(txn.UNIT_SUFFIXES) for name in record.saved):
         system.systemctl("daemon-reload", check=False)
     for unit in (*sorted(units - {PROXY_UNIT, HUB_UNIT}), PROXY_UNIT, HUB_UNIT):
         if unit in units:
