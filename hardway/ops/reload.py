@@ -106,6 +106,10 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         ctx.state.update(old_state)
         installed += [c for choice in registry.selected(settings).values()
                       for c in registry.call(choice, "install", settings, ctx)]
+        # the environments are in place already (built above, not in the background as
+        # at install): what is made from the users' one comes before the files change
+        installed += [c for choice in registry.selected(settings).values()
+                      for c in registry.call(choice, "user_environment_ready", settings, ctx)]
         for line in installed:
             out(line)
         if installed or ctx.restart:  # what was installed may change what renders

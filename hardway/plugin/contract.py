@@ -9,8 +9,10 @@ Lifecycle, in the order hardway calls it:
   ``hub_config()``     its part of hub.json (pure);
   ``install()``        side effects through ``ctx.system`` (idempotent, report changes);
   ``post_install()``   after files are written, before services restart;
-  ``user_environment_ready()`` last, once the users' environment (built in the
-                       background meanwhile) is in place: what is made from it (an image).
+  ``user_environment_ready()`` once the users' environment is in place: what is
+                       made from it (an image). Last at install (the environment is
+                       built in the background meanwhile); right after ``install()`` at
+                       reload (which builds environments first), before files change.
 Only the selected choice of each kind is called beyond ``keys()``.
 """
 
