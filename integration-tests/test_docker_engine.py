@@ -323,7 +323,7 @@ def test_9_switched_to_docker_her_server_runs_in_a_container(site: Installed):
                         "open('from-systemd.txt').read())")
     account = c.run(["id", "-u", "jupyter-alice"]).stdout.strip()
     group = c.run(["id", "-g", "jupyter-alice"]).stdout.strip()
-    assert out.split(" ", 2) == [account, group, "written under systemd"], out
+    assert out.strip().split(" ", 2) == [account, group, "written under systemd"], out
     info = container_of(c, "alice")
     assert info["State"]["Running"] is True
     assert info["Config"]["User"] == f"{account}:{group}"
