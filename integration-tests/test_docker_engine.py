@@ -413,7 +413,8 @@ TRY = """
 from hubclient import HubUser
 u = HubUser("http://127.0.0.1", name, password).sign_in()
 try:
-    print(json.dumps({"result": u.execute(code, timeout=60)}))
+    # a kernel the OOM killer took never replies: 20 s tells that apart from a reply
+    print(json.dumps({"result": u.execute(code, timeout=20)}))
 except Exception as e:
     print(json.dumps({"error": f"{type(e).__name__}: {e}"[:300]}))
 """
