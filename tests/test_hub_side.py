@@ -154,3 +154,47 @@ def test_spawner_creates_the_unix_user_once_and_calls_hardway_new_user(monkeypat
     created[spawner.unix_username] = ss.owner_comment("someone-else")
     with pytest.raises(RuntimeError, match="refusing to start"):
         asyncio.run(ss.HardwaySystemdSpawner.ensure_unix_user(spawner))
+
+
+def test_starts_queue_one_per_cpu_and_a_slow_one_gives_its_place_up(monkeypatch):
+    """Both spawner classes start through StartQueue.queued (systemd units, containers)."""
+    import asyncio
+
+    from hardway_plugins.spawner import starting
+
+    monkeypatch.setattr(starting, "_starting", None)
+    ready: dict[str, asyncio.Event] = {}
+    order: list[str] = []
+
+    class Fake(starting.StartQueue):
+        async def wait_for_port(self, ip: str, port: int) -> None:
+            await ready[ip].wait()
+
+    async def run() -> None:
+        q = Fake(max_starting=2, max_starting_wait=1)
+
+        def start_of(name: str):
+            async def start() -> tuple[str, int]:
+                order.append(name)
+                return name, 8888
+            return start
+
+        async def one(name: str) -> object:
+            return await q.queued(start_of(name))
+
+        for n in "abcd":
+            ready[n] = asyncio.Event()
+        tasks = [asyncio.create_task(one(n)) for n in "abcd"]
+        await asyncio.sleep(0.2)
+        assert order == ["a", "b"]  # two places: c and d wait
+        ready["a"].set()
+        await asyncio.sleep(0.2)
+        assert order == ["a", "b", "c"]
+        # b never gets ready: after max_starting_wait its place goes to d
+        await asyncio.sleep(1.2)
+        assert order == ["a", "b", "c", "d"]
+        for n in "bcd":
+            ready[n].set()
+        assert [await t for t in tasks] == [(n, 8888) for n in "abcd"]
+
+    asyncio.run(run())

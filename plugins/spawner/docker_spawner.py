@@ -9,11 +9,13 @@ from typing import Any
 from dockerspawner import DockerSpawner
 
 from .accounts import UnixAccounts
+from .starting import StartQueue
 
 
-class HardwayDockerSpawner(UnixAccounts, DockerSpawner):
+class HardwayDockerSpawner(UnixAccounts, StartQueue, DockerSpawner):
     """A DockerSpawner whose container runs as the hub user's own unix account (made as
-    the systemd spawner makes it), with that account's home mounted at the same path."""
+    the systemd spawner makes it), with that account's home mounted at the same path;
+    starts queued like the systemd spawner's (one per CPU importing Jupyter at a time)."""
 
     async def start(self) -> Any:
         await self.ensure_unix_user()
@@ -24,4 +26,4 @@ class HardwayDockerSpawner(UnixAccounts, DockerSpawner):
         self.extra_create_kwargs = {**base, "user": f"{entry.pw_uid}:{entry.pw_gid}",
                                     "working_dir": home}
         self.environment = {**self.environment, "HOME": home, "USER": entry.pw_name}
-        return await super().start()
+        return await self.queued(super().start)

@@ -2,76 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 from typing import Any
 
 from systemdspawner import SystemdSpawner
-from traitlets import Integer, default
 
 from .accounts import UnixAccounts, owner_comment
+from .starting import StartQueue
 
 __all__ = ["HardwaySystemdSpawner", "owner_comment"]
 
-_starting: asyncio.Semaphore | None = None
 
-
-class HardwaySystemdSpawner(UnixAccounts, SystemdSpawner):
-    max_starting = Integer(
-        config=True,
-        help="""How many servers may be starting (importing Jupyter) at the same moment.
-
-        A server start is ~3 s of CPU. When a class logs in at once, starting all servers
-        together shares the CPU evenly and so *everyone* waits as long as the last one;
-        letting one per core start at a time gives the same total time but most users
-        their server much sooner. Default: the number of CPUs.""")
-    max_starting_wait = Integer(
-        30, config=True,
-        help="Seconds a start may hold its place in the queue before the next one goes.")
-
-    @default("max_starting")
-    def _default_max_starting(self) -> int:
-        return os.cpu_count() or 2
-
+class HardwaySystemdSpawner(UnixAccounts, StartQueue, SystemdSpawner):
     def _expand_user_vars(self, string: str) -> str:  # SystemdSpawner's templates
         return string.format(USERNAME=self.unix_username, USERID=self.user.id)
 
     async def start(self) -> Any:
-        global _starting
         await self.ensure_unix_user()
-        if _starting is None:
-            _starting = asyncio.Semaphore(self.max_starting)
-        async with _starting:
-            result = await super().start()
-            if result is None:
-                return None
-            try:
-                await asyncio.wait_for(asyncio.shield(self.wait_for_port(*result)),
-                                       self.max_starting_wait)
-                return result
-            except asyncio.TimeoutError:
-                pass  # slow to start: let the next one go, keep waiting outside the queue
-        await self.wait_for_port(*result)
-        return result
-
-    async def wait_for_port(self, ip: str, port: int) -> None:
-        """Return as soon as the server accepts connections (checked every 0.1 s).
-
-        The hub then finds it up at its first check, instead of at the next step of its
-        exponential backoff (which cost up to a second per spawn here).
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.http_timeout
-        checks = 0
-        while loop.time() < deadline:
-            try:
-                _, writer = await asyncio.open_connection(ip, port)
-            except OSError:
-                checks += 1
-                if checks % 10 == 0 and await self.poll() is not None:
-                    return  # the unit is gone: the hub reports the failure
-                await asyncio.sleep(0.1)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
+        return await self.queued(super().start)
