@@ -142,6 +142,11 @@ class HubUser:
                 if opcode != websocket.ABNF.OPCODE_TEXT:
                     continue
                 msg = json.loads(frame.data)
+                if (msg.get("msg_type") == "status" and msg.get("content", {}).get(
+                        "execution_state") in ("restarting", "dead")):
+                    # the server's own notice (no parent): the kernel died, no reply comes
+                    raise HubError(f"the kernel died (the server says "
+                                   f"{msg['content']['execution_state']})")
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
                 kind = msg["msg_type"]
