@@ -14,6 +14,7 @@ confinement rule is loaded. Nothing is ever sent to the real one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import tarfile
 import time
+from collections.abc import Iterator
 
 import netns
 import pytest
@@ -207,9 +209,10 @@ def test_5_nothing_secret_from_the_host_is_in_the_image(site: Installed):
     assert [line.split(":")[0] for line in passwd.splitlines()] == ["root", "nobody", "jovyan"]
 
 
-def test_6_the_metadata_address_answers_on_the_host_and_not_from_a_container(site):
-    c, image = site.c, site.built["image"]
-    # the container's own 169.254.169.254 (its private namespace, nothing leaves it)
+@contextlib.contextmanager
+def fake_metadata(c: Container) -> Iterator[None]:
+    """The booted host's own 169.254.169.254 (its private namespace: nothing leaves it),
+    on its loopback with a web server answering 200, for the ``with`` block."""
     c.run(["ip", "addr", "add", f"{METADATA}/32", "dev", "lo"])
     c.run(["systemd-run", "--unit=hw-fake-metadata", "python3", "-m", "http.server",
            "--bind", METADATA, "80"])
@@ -218,18 +221,27 @@ def test_6_the_metadata_address_answers_on_the_host_and_not_from_a_container(sit
             if c.run(["python3", "-c", PROBE]).stdout.strip() == "200":
                 break
             time.sleep(0.1)
-        assert c.run(["python3", "-c", PROBE]).stdout.strip() == "200"
-        # without confinement a container reaches it (what the docker spawner must prevent)
-        open_ = docker(c, "run", "--rm", image, "python3", "-c", PROBE).stdout.strip()
-        assert open_ == "200", open_
-        c.run(["nft", "-f", "-"], input=CONFINE)
-        blocked = docker(c, "run", "--rm", image, "python3", "-c", PROBE).stdout.strip()
-        assert blocked.startswith("URLError") and "refused" in blocked, blocked
-        assert c.run(["python3", "-c", PROBE]).stdout.strip() == "200"  # the host still can
+        yield
     finally:
-        c.run(["nft", "delete", "table", "inet", "hardway-docker-it"], check=False)
         c.run(["systemctl", "stop", "hw-fake-metadata"], check=False)
         c.run(["ip", "addr", "del", f"{METADATA}/32", "dev", "lo"], check=False)
+
+
+def test_6_the_metadata_address_answers_on_the_host_and_not_from_a_container(site):
+    c, image = site.c, site.built["image"]
+    with fake_metadata(c):
+        try:
+            assert c.run(["python3", "-c", PROBE]).stdout.strip() == "200"
+            # without confinement a container reaches it (what the docker spawner must
+            # prevent)
+            open_ = docker(c, "run", "--rm", image, "python3", "-c", PROBE).stdout.strip()
+            assert open_ == "200", open_
+            c.run(["nft", "-f", "-"], input=CONFINE)
+            blocked = docker(c, "run", "--rm", image, "python3", "-c", PROBE).stdout.strip()
+            assert blocked.startswith("URLError") and "refused" in blocked, blocked
+            assert c.run(["python3", "-c", PROBE]).stdout.strip() == "200"  # the host can
+        finally:
+            c.run(["nft", "delete", "table", "inet", "hardway-docker-it"], check=False)
 
 
 def test_7_after_a_reboot_the_engine_runs_containers_again(site: Installed):
@@ -377,14 +389,7 @@ def test_10_her_container_reaches_the_hub_api_and_nothing_else(site: Installed):
     bob_ip = container_of(c, "bob")["NetworkSettings"]["Networks"]["hardway-users"][
         "IPAddress"]
     gateway = "172.31.250.1"
-    c.run(["ip", "addr", "add", f"{METADATA}/32", "dev", "lo"])
-    c.run(["systemd-run", "--unit=hw-fake-metadata-2", "python3", "-m", "http.server",
-           "--bind", METADATA, "80"])
-    try:
-        for _ in range(50):
-            if c.run(["python3", "-c", PROBE]).stdout.strip() == "200":
-                break
-            time.sleep(0.1)
+    with fake_metadata(c):
         probe = ("import socket\n"
                  "def reach(host, port):\n"
                  "    try:\n"
@@ -398,9 +403,6 @@ def test_10_her_container_reaches_the_hub_api_and_nothing_else(site: Installed):
                  f"'proxy': ('{gateway}', 80), 'bob': ('{bob_ip}', 8888)}}.items()}}, "
                  "os.path.exists('/var/run/docker.sock')]))")
         out = execute(site, probe)
-    finally:
-        c.run(["systemctl", "stop", "hw-fake-metadata-2"], check=False)
-        c.run(["ip", "addr", "del", f"{METADATA}/32", "dev", "lo"], check=False)
     record("docker-confinement", {"figure": out, "unit": "reachability from alice's kernel"})
     reach, sock = json.loads(out)
     assert reach["hub"] == "open", out

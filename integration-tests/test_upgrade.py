@@ -18,10 +18,12 @@ In order, on one container:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sqlite3
+import subprocess
 import time
 
 import pytest
@@ -60,6 +62,21 @@ def hw(c: Container, *args: str, check: bool = True, timeout: float = 900):
     if check:
         assert r.returncode == 0, f"hardway {' '.join(args)}:\n{r.stdout[-4000:]}\n{r.stderr}"
     return r
+
+
+def upgrade_while_polled(c: Container, users: list[HubUser], interval: float
+                         ) -> tuple[subprocess.CompletedProcess[str], float, int, list[int]]:
+    """`hardway upgrade` while each user's server is polled through the proxy every
+    ``interval`` s: (its result, its seconds, requests made, the failed ones' statuses)."""
+    loops = [RequestLoop(u, f"/user/{u.name}/api/status", interval=interval) for u in users]
+    with contextlib.ExitStack() as polling:
+        for loop in loops:
+            polling.enter_context(loop)
+        t0 = time.monotonic()
+        r = hw(c, "upgrade", timeout=1200)
+        took = time.monotonic() - t0
+    return (r, took, sum(len(loop.statuses) for loop in loops),
+            [s for loop in loops for s in loop.failed])
 
 
 @pytest.fixture(scope="module")
@@ -143,19 +160,8 @@ def test_3_upgrade_to_the_pinned_jupyterhub(hub: Installed):
     c = hub.c
     pids = server_pids(c)
     old_hub_env = link(c, "hub")
-    users = {n: HubUser(hub.base, n, password(n)).sign_in() for n in RUNNING}
-    loops = [RequestLoop(u, f"/user/{u.name}/api/status", interval=0.2) for u in users.values()]
-    for loop in loops:
-        loop.__enter__()
-    t0 = time.monotonic()
-    try:
-        r = hw(c, "upgrade", timeout=1200)
-    finally:
-        for loop in loops:
-            loop.__exit__(None, None, None)
-    took = time.monotonic() - t0
-    requests_made = sum(len(loop.statuses) for loop in loops)
-    failures = [s for loop in loops for s in loop.failed]
+    users = [HubUser(hub.base, n, password(n)).sign_in() for n in RUNNING]
+    r, took, requests_made, failures = upgrade_while_polled(c, users, interval=0.2)
     record("upgrade-5-to-6", {
         "figure": round(took, 1), "unit": "s", "running_servers": len(RUNNING),
         "users": len(USERS), "server_requests": requests_made,

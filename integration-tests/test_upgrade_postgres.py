@@ -28,10 +28,10 @@ import time
 
 import pytest
 from conftest import Installed, install_fresh, record
-from hubclient import HubUser, RequestLoop
+from hubclient import HubUser
 from peers import PostgreSQL
 from scenarios import class_arrives
-from test_upgrade import NEW, OLD, hub_version, hw, password
+from test_upgrade import NEW, OLD, hub_version, hw, password, upgrade_while_polled
 
 USERS = [f"u{i:02d}" for i in range(1, 21)]
 BACKUPS = "/var/backups/hardway/database"
@@ -135,18 +135,7 @@ def test_3_upgrade_with_20_servers_running(hub: Installed, pg: PostgreSQL):
     assert all(p not in ("", "0") for p in pids.values()), pids
     users = [HubUser(hub.base, n, password(n)).sign_in() for n in USERS]
     hw(c, "config", "set", "versions.jupyterhub", NEW)
-    loops = [RequestLoop(u, f"/user/{u.name}/api/status", interval=0.5) for u in users]
-    for loop in loops:
-        loop.__enter__()
-    t0 = time.monotonic()
-    try:
-        r = hw(c, "upgrade", timeout=1200)
-    finally:
-        for loop in loops:
-            loop.__exit__(None, None, None)
-    took = time.monotonic() - t0
-    made = sum(len(loop.statuses) for loop in loops)
-    failures = [s for loop in loops for s in loop.failed]
+    r, took, made, failures = upgrade_while_polled(c, users, interval=0.5)
     record("upgrade-5-to-6-postgresql-20-servers", {
         "figure": round(took, 1), "unit": "s", "running_servers": len(USERS),
         "server_requests": made, "server_failures": len(failures),

@@ -72,14 +72,19 @@ def ensure_named_image(system: System, image: str, policy: str) -> list[str]:
     return [f"pulled the image {image}"]
 
 
-def prune_images(system: System, keep: set[str]) -> list[str]:
-    """Remove hardway's older users' images (a running container's image stays: docker
-    refuses to remove it, and its turn comes after that server stops)."""
+def hardway_images(system: System) -> list[str]:
+    """The tags of the images hardway built (users' images and their bases)."""
     proc = system.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
                        "--filter", "reference=hardway-user", "--filter",
                        "reference=hardway-base"], check=False)
+    return (proc.stdout or "").split()
+
+
+def prune_images(system: System, keep: set[str]) -> list[str]:
+    """Remove hardway's older users' images (a running container's image stays: docker
+    refuses to remove it, and its turn comes after that server stops)."""
     gone = []
-    for tag in (proc.stdout or "").split():
+    for tag in hardway_images(system):
         if tag in keep:
             continue
         if system.run(["docker", "image", "rm", tag], check=False).returncode == 0:
@@ -101,9 +106,7 @@ def remove_everything(system: System, network: str, containers: str = "jupyter-"
         out.append(f"removed {len(ids)} users' container(s)")
     if system.run(["docker", "network", "rm", network], check=False).returncode == 0:
         out.append(f"removed the docker network {network}")
-    tags = (system.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
-                        "--filter", "reference=hardway-user", "--filter",
-                        "reference=hardway-base"], check=False).stdout or "").split()
+    tags = hardway_images(system)
     if tags:
         system.run(["docker", "image", "rm", *tags], check=False)
         out.append(f"removed the users' images {', '.join(sorted(tags))}")
