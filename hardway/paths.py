@@ -202,6 +202,11 @@ class Paths:
     def home(self) -> Path:
         return self._p("home")
 
+    @property
+    def jupyter_etc(self) -> Path:
+        """Jupyter's system-wide configuration (every user's server reads it)."""
+        return self._p("etc", "jupyter")
+
 
 def default_paths() -> Paths:
     """The paths for this process: ``/`` unless HARDWAY_ROOT points elsewhere (tests)."""

@@ -358,6 +358,9 @@ def test_9_switched_to_docker_her_server_runs_in_a_container(site: Installed):
     assert re.search(r"users' image hardway-user:current: [0-9a-f]{12}, built .*, from "
                      r"/opt/hardway/envs/user-", status), status
     assert "users' containers running: 1 (jupyter-alice)" in status, status
+    found = {f["id"]: f for f in json.loads(hwc(c, "doctor", "--json", check=False).stdout)}
+    for check in ("engine", "image", "network", "hub-bridge", "containers"):
+        assert found[f"spawner.docker.{check}"]["status"] == "ok", found
 
 
 def test_9b_an_image_that_does_not_exist_is_refused_and_nothing_changes(site: Installed):
@@ -488,6 +491,125 @@ def test_11c_the_culler_stops_an_idle_container(site: Installed):
     record("docker-cull", {"figure": round(time.monotonic() - t0, 1), "unit": "s",
                            "how": "reload with timeout 20 s, every 5 s, until bob's idle "
                                   "container is gone"})
+
+
+NOTICED = """
+import time
+from hubclient import HubUser
+u = HubUser("http://127.0.0.1", name, password).sign_in()
+t0 = time.monotonic()
+while u.api("GET", f"/hub/api/users/{name}").json().get("servers"):
+    assert time.monotonic() - t0 < 60, "the hub did not notice the server stopped"
+    time.sleep(0.5)
+seconds = time.monotonic() - t0
+page = u.s.get(f"{u.base}/hub/user/{name}/", timeout=30)
+print(json.dumps({"seconds": seconds, "status": page.status_code, "html": page.text}))
+"""
+FAILED_START = """
+import time
+from hubclient import HubUser
+u = HubUser("http://127.0.0.1", name, password).sign_in()
+t0 = time.monotonic()
+r = u.api("POST", f"/hub/api/users/{name}/server")
+# 503 and the reason when it failed within the request, else 202 and the reason follows
+assert r.status_code in (201, 202, 503), (r.status_code, r.text)
+posted = {"status": r.status_code, "message": r.json().get("message") if r.text else ""}
+events = []
+with u.api("GET", f"/hub/api/users/{name}/server/progress", stream=True, timeout=300) as s:
+    for line in s.iter_lines():
+        if line.startswith(b"data:"):
+            events.append(json.loads(line[5:]))
+            if events[-1].get("failed") or events[-1].get("ready"):
+                break
+seconds = time.monotonic() - t0
+page = u.s.get(f"{u.base}/hub/spawn-pending/{name}", timeout=30)
+print(json.dumps({"seconds": seconds, "last": events[-1], "status": page.status_code,
+                  "html": page.text, "posted": posted}))
+"""
+
+
+def stopped_note(html: str) -> str:
+    found = re.findall(r'<p id="hardway-stopped"[^>]*>(.*?)</p>', html, re.S)
+    return " ".join(found[0].split()) if found else ""
+
+
+def test_11d_a_crashed_container_is_reported_to_her_with_why(site: Installed):
+    c = site.c
+    assert execute(site, "1") == "1"  # the culler of test 11c may have stopped hers
+    docker(c, "kill", "--signal", "KILL", "jupyter-alice")  # a crash, from outside
+    got = netns.run(c, NOTICED, name="alice", password=site.admin_password)
+    note = stopped_note(got["html"])
+    record("docker-crash-noticed", {"figure": round(got["seconds"], 1), "unit": "s",
+                                    "how": "docker kill of her container until the hub "
+                                           "lists no server (poll_interval 10 s)",
+                                    "note": note})
+    assert got["seconds"] < 30, got["seconds"]
+    journal = c.run(["journalctl", "-u", "jupyterhub", "-n", "60", "--no-pager"]).stdout
+    assert note.startswith("Your server stopped by itself: it was killed (signal 9)"), \
+        (got["status"], got["html"][-1500:], journal[-5000:])
+    assert "Launch" in got["html"]  # JupyterHub's own page, with its button
+    # the container of the crashed server is removed once the hub noticed
+    assert not docker(c, "ps", "-aq", "--filter", "name=^jupyter-alice$").stdout.strip()
+
+
+def test_11e_a_server_that_fails_to_start_says_why_at_once(site: Installed):
+    c = site.c
+    config = c.path("/home/jupyter-alice/.jupyter/jupyter_server_config.py")
+    config.parent.mkdir(exist_ok=True)
+    config.write_text("raise SystemExit('hardway-test: a broken server config')\n")
+    owner = c.run(["stat", "-c", "%u:%g", "/home/jupyter-alice"]).stdout.strip()
+    c.run(["chown", "-R", owner, "/home/jupyter-alice/.jupyter"])
+    try:
+        got = netns.run(c, FAILED_START, name="alice", password=site.admin_password)
+    finally:
+        shutil.rmtree(config.parent)
+    record("docker-failed-start", {"figure": round(got["seconds"], 1), "unit": "s",
+                                   "how": "spawn until the progress stream says failed",
+                                   "message": got["last"].get("message")})
+    message = got["last"].get("message", "")
+    assert got["last"].get("failed") is True, got["last"]
+    assert message.startswith("Spawn failed: Your server stopped while it was starting: "
+                              "it exited with status 1"), message
+    assert "hardway-test: a broken server config" in message, message
+    assert got["seconds"] < 30, got["seconds"]  # not the hub's 180 s HTTP timeout
+    assert "hardway-test: a broken server config" in got["html"]  # the page says it too
+    if got["posted"]["status"] == 503:  # the request that started it was answered with it
+        assert got["posted"]["message"] == message.removeprefix("Spawn failed: ")
+    assert "Traceback" not in message
+    assert execute(site, "1+1") == "2"  # fixed: she starts again
+
+
+def test_11f_a_changed_users_environment_gets_a_new_image_and_the_old_one_goes(site):
+    c = site.c
+    old_env = os.path.basename(os.readlink(c.path("/opt/hardway/user")))
+    before = container_of(c, "alice")
+    hwc(c, "config", "set", "user_environment.packages", "tomlkit")
+    r = hwc(c, "config", "reload", "--timeout", "600")
+    new_env = os.path.basename(os.readlink(c.path("/opt/hardway/user")))
+    assert new_env != old_env
+    assert f"built the users' image hardway-user:{new_env}" in r.stdout, r.stdout[-3000:]
+    new_id = docker(c, "image", "inspect", "--format", "{{.Id}}", f"hardway-user:{new_env}"
+                    ).stdout.strip()
+    assert docker(c, "image", "inspect", "--format", "{{.Id}}", "hardway-user:current"
+                  ).stdout.strip() == new_id
+    # her running server keeps its container and image; its image is not pruned under it
+    after = container_of(c, "alice")
+    assert after["Id"] == before["Id"] and after["Image"] == before["Image"]
+    assert docker(c, "image", "inspect", f"hardway-user:{old_env}", check=False
+                  ).returncode == 0
+    # her next start gets the new image
+    netns.run(c, STOP, name="alice", password=site.admin_password)
+    assert execute(site, "import tomlkit; tomlkit.__name__") == "'tomlkit'"
+    assert container_of(c, "alice")["Image"] == new_id
+    # no longer used: the next reload prunes it
+    r = hwc(c, "config", "reload", "--timeout", "300")
+    assert f"removed the older users' image hardway-user:{old_env}" in r.stdout, \
+        r.stdout[-3000:]
+    tags = set(docker(c, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+                      "--filter", "reference=hardway-user").stdout.split())
+    assert tags == {"hardway-user:current", f"hardway-user:{new_env}"}, tags
+    status = hwc(c, "status").stdout
+    assert f"from /opt/hardway/envs/{new_env}" in status, status
 
 
 def test_12_switched_back_her_files_are_there_and_hers(site: Installed):

@@ -34,6 +34,8 @@ def test_the_hub_runs_dockerspawner_as_the_users_accounts(paths, registry):
     assert d["remove"] is True
     host = d["extra_host_config"]
     assert host["cap_drop"] == ["ALL"] and "no-new-privileges" in host["security_opt"]
+    # kept past its exit until the hub read why it stopped; the spawner removes it then
+    assert host["auto_remove"] is False
     assert "device_requests" not in host
     assert "volumes" not in d  # the spawner mounts the account's own home, nothing else
     assert config["HardwayDockerSpawner"]["user_prefix"] == "jupyter-"
@@ -85,3 +87,125 @@ def test_bad_docker_settings_are_refused_naming_the_key(paths, registry, text, n
     with pytest.raises(ConfigError) as e:
         render(paths, registry)
     assert needle in str(e.value)
+
+
+class Docker:
+    """Stands in for the System seam: answers the docker and systemctl commands the health
+    check runs as a machine in the given state would (the booted-host test runs the real
+    ones: integration-tests/test_docker_engine.py)."""
+
+    def __init__(self, engine: str = "active", label: str = "/opt/hardway/envs/user-a",
+                 containers: str = "jupyter-alice running Up 5 minutes\n"):
+        self.engine, self.label, self.containers = engine, label, containers
+
+    def run(self, cmd, check=True, timeout=None):
+        import subprocess
+
+        def done(out="", rc=0):
+            return subprocess.CompletedProcess(cmd, rc, out, "")
+
+        text = " ".join(cmd)
+        if text.startswith("systemctl is-active docker"):
+            return done(self.engine + "\n", 0 if self.engine == "active" else 3)
+        if text.startswith("systemctl is-active"):
+            return done("active\n")
+        if text.startswith("docker version"):
+            return done("26.1.5\n" if self.engine == "active" else "", 0 if
+                        self.engine == "active" else 1)
+        if text.startswith("docker image inspect"):
+            return done(f"sha256:{'ab' * 32} 2026-11-28T18:00:00.1Z {self.label}\n")
+        if text.startswith("docker network inspect"):
+            return done("172.31.250.0/24\n")
+        if text.startswith("docker ps"):
+            return done(self.containers)
+        raise AssertionError(f"unexpected command {cmd}")
+
+
+def health_of(paths, registry, system):
+    settings = load_settings(paths, registry)
+    choice = registry.selected(settings)["spawner"]
+    env = paths.user_venv.parent / "envs" / "user-a"
+    env.mkdir(parents=True)
+    paths.user_venv.symlink_to(env)
+    return {h.id: h for h in registry.call(choice, "health", settings,
+                                           Context(paths, system=system))}, str(env)
+
+
+def test_health_names_the_engine_image_network_and_stopped_containers(paths, registry):
+    write_config(paths, "spawner:\n  type: docker\n")
+    found, env = health_of(paths, registry, Docker(
+        containers="jupyter-alice running Up 5 minutes\n"
+                   "jupyter-bob exited Exited (137) 4 seconds ago\n"))
+    assert found["engine"].what == "docker.service: active, engine 26.1.5"
+    # the built image must come from the users' environment in use
+    assert found["image"].status == "warning" and env in found["image"].what
+    assert "hardway config reload" in found["image"].fix
+    assert found["network"].status == "ok" and "172.31.250.0/24" in found["network"].what
+    assert found["containers"].what == "users' containers running: 1 (jupyter-alice)"
+    stopped = found["containers-stopped"]
+    assert stopped.status == "warning" and "jupyter-bob (Exited (137)" in stopped.what
+
+
+def test_health_with_the_engine_down_is_one_problem_with_its_fix(paths, registry):
+    write_config(paths, "spawner:\n  type: docker\n")
+    found, _ = health_of(paths, registry, Docker(engine="inactive"))
+    assert list(found) == ["engine"]
+    assert found["engine"].status == "problem"
+    assert found["engine"].what == "docker.service: inactive, engine not answering"
+    assert "journalctl -u docker" in found["engine"].fix
+
+
+def test_doctor_checks_what_the_selected_spawner_runs(paths, registry, monkeypatch):
+    from hardway.apply import system as system_module
+    from hardway.ops import doctor
+
+    write_config(paths, "spawner:\n  type: docker\n")
+    env = paths.user_venv.parent / "envs" / "user-a"
+    env.mkdir(parents=True)
+    paths.user_venv.symlink_to(env)
+    monkeypatch.setattr(system_module, "System", lambda: Docker(label=str(env)))
+    settings = load_settings(paths, registry)
+    findings = {f.id: f for f in doctor.Doctor(paths, settings, "", registry).choices()}
+    assert findings["spawner.docker.engine"].status == doctor.OK
+    assert findings["spawner.docker.image"].status == doctor.OK
+    assert findings["spawner.docker.image"].what.endswith(f"from {env}")
+    assert findings["spawner.docker.hub-bridge"].status == doctor.OK
+
+
+def test_the_not_running_page_says_why_her_server_stopped(monkeypatch):
+    """hardway's template over JupyterHub's own (loaded as the hub loads templates)."""
+    import re
+    import sys
+    import types
+    from pathlib import Path
+
+    from hardway_plugins.spawner import starting
+    from jinja2 import (
+        ChainableUndefined,
+        ChoiceLoader,
+        Environment,
+        FileSystemLoader,
+        PrefixLoader,
+    )
+
+    base = Path(sys.prefix) / "share" / "jupyterhub" / "templates"
+    env = Environment(loader=ChoiceLoader([
+        PrefixLoader({"templates": FileSystemLoader([base])}, "/"),
+        FileSystemLoader([starting.TEMPLATES, base])]), undefined=ChainableUndefined,
+        autoescape=True)
+    page = env.get_template("not_running.html")
+    monkeypatch.setattr(starting, "_stops", {("alice", ""): "it ran out of <mem>"})
+    alice = types.SimpleNamespace(name="alice")
+    html = page.render(hardway_stops=starting.StopNotes(), user=alice, server_name="",
+                       static_url=lambda *a, **k: "")
+    assert re.findall(r'<p id="hardway-stopped"[^>]*>(.*?)</p>', html) == [
+        "Your server stopped by itself: it ran out of &lt;mem&gt;"]
+    assert "Would you like to start it?" in html  # JupyterHub's own page is all there
+    # the page is about its user and server (an admin may be looking): another server,
+    # another user, or a server that stopped on purpose say nothing
+    for user, name in ((alice, "other"), (types.SimpleNamespace(name="bob"), "")):
+        assert "hardway-stopped" not in page.render(
+            hardway_stops=starting.StopNotes(), user=user, server_name=name,
+            static_url=lambda *a, **k: "")
+    # without hardway's variable (another spawner): JupyterHub's page
+    assert "hardway-stopped" not in page.render(user=alice, static_url=lambda *a, **k: "")

@@ -48,6 +48,11 @@ def spawner(name: str, existing: bool = True) -> types.SimpleNamespace:
         s.synced.append(unix)
 
     s._sync_admin_group = sync
+
+    async def no_groups(unix: str) -> None:
+        pass
+
+    s._sync_unix_groups = no_groups
     return s
 
 

@@ -144,6 +144,9 @@ def test_spawner_creates_the_unix_user_once_and_calls_hardway_new_user(monkeypat
     spawner._run = lambda *cmd: run(spawner, *cmd)
     spawner._sync_admin_group = lambda name: ss.HardwaySystemdSpawner._sync_admin_group(
         spawner, name)
+    spawner.unix_groups = {}
+    spawner._sync_unix_groups = lambda name: ss.HardwaySystemdSpawner._sync_unix_groups(
+        spawner, name)
     asyncio.run(ss.HardwaySystemdSpawner.ensure_unix_user(spawner))
     asyncio.run(ss.HardwaySystemdSpawner.ensure_unix_user(spawner))
     assert [c[0] for c in commands] == ["useradd", "usermod", "usermod"]
@@ -159,6 +162,7 @@ def test_spawner_creates_the_unix_user_once_and_calls_hardway_new_user(monkeypat
 def test_starts_queue_one_per_cpu_and_a_slow_one_gives_its_place_up(monkeypatch):
     """Both spawner classes start through StartQueue.queued (systemd units, containers)."""
     import asyncio
+    import types
 
     from hardway_plugins.spawner import starting
 
@@ -167,6 +171,8 @@ def test_starts_queue_one_per_cpu_and_a_slow_one_gives_its_place_up(monkeypatch)
     order: list[str] = []
 
     class Fake(starting.StartQueue):
+        user = types.SimpleNamespace(name="alice")
+
         async def wait_for_port(self, ip: str, port: int) -> None:
             await ready[ip].wait()
 
@@ -198,3 +204,91 @@ def test_starts_queue_one_per_cpu_and_a_slow_one_gives_its_place_up(monkeypatch)
         assert [await t for t in tasks] == [(n, 8888) for n in "abcd"]
 
     asyncio.run(run())
+
+
+def test_a_server_that_dies_while_starting_fails_the_start_saying_why(monkeypatch):
+    """No wait for the hub's HTTP timeout and a bare status: the start fails within a
+    second with the spawner's account of why (on a booted host with a real container:
+    integration-tests/test_docker_engine.py test_11d)."""
+    import asyncio
+    import socket
+    import time
+    import types
+
+    from hardway_plugins.spawner import starting
+    from jupyterhub.spawner import SpawnException
+
+    monkeypatch.setattr(starting, "_starting", None)
+    monkeypatch.setattr(starting, "_stops", {})
+    polls: list[str] = []
+
+    class Base:
+        async def poll(self):
+            polls.append("poll")
+            return "ExitCode=1"
+
+    class Dying(starting.StartQueue, Base):
+        http_timeout = 30
+        user = types.SimpleNamespace(name="alice")
+
+        async def describe_stop(self, status):
+            return f"it exited with status 1 ({status}). Its last output: ImportError"
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def start():
+        return "127.0.0.1", port
+
+    q = Dying()
+    t0 = time.monotonic()
+    with pytest.raises(SpawnException) as e:
+        asyncio.run(q.queued(start))
+    assert time.monotonic() - t0 < 5
+    assert e.value.jupyterhub_message == (
+        "Your server stopped while it was starting: it exited with status 1 "
+        "(ExitCode=1). Its last output: ImportError")
+    # the reason is kept for the "not running" page, asked of docker once per start
+    n = len(polls)
+    asyncio.run(q.poll())
+    assert len(polls) == n + 1 and q.last_stop.startswith("it exited with status 1")
+    # kept beyond the spawner object (the hub drops it once the server is stopped) for
+    # the "not running" page, until her next start
+    assert starting.StopNotes.of(types.SimpleNamespace(name="alice"), "") == \
+        f"Your server stopped by itself: {q.last_stop}"
+    assert starting.StopNotes.of(None) == ""
+
+    async def nothing():
+        return None
+
+    asyncio.run(q.queued(nothing))  # her next start clears it
+    assert starting.StopNotes.of(types.SimpleNamespace(name="alice"), "") == ""
+
+
+def test_a_users_hub_groups_decide_the_course_unix_groups_of_her_account(monkeypatch):
+    """Courses: the exchange's course directories belong to a unix group; her account is
+    in exactly those her hub groups map to, at each server start."""
+    import asyncio
+    import types
+
+    from hardway_plugins.spawner import accounts as acc
+    from hardway_plugins.spawner import systemd_spawner as ss
+
+    members = {"course-a": [], "course-b": ["jupyter-ana"], "course-c": []}
+    monkeypatch.setattr(acc, "_group_members", lambda g: members[g])
+    commands: list[tuple[str, ...]] = []
+
+    async def run(*cmd: str) -> None:
+        commands.append(cmd)
+
+    groups = [types.SimpleNamespace(name="nbgrader-a"), types.SimpleNamespace(name="other")]
+    spawner = types.SimpleNamespace(
+        user=types.SimpleNamespace(name="ana", groups=groups), _run=run,
+        unix_groups={"nbgrader-a": "course-a", "formgrade-a": "course-a",
+                     "nbgrader-b": "course-b", "nbgrader-c": "course-c"})
+    spawner.wanted_unix_groups = lambda: ss.HardwaySystemdSpawner.wanted_unix_groups(spawner)
+    assert spawner.wanted_unix_groups() == {"course-a"}
+    asyncio.run(ss.HardwaySystemdSpawner._sync_unix_groups(spawner, "jupyter-ana"))
+    assert commands == [("usermod", "--append", "--groups", "course-a", "jupyter-ana"),
+                        ("gpasswd", "--delete", "jupyter-ana", "course-b")]

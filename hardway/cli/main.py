@@ -140,20 +140,22 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     try:
         from hardway.plugin.manager import Registry, load_settings, make_manager
 
-        settings = load_settings(paths, Registry(make_manager()))
+        registry = Registry(make_manager())
+        settings = load_settings(paths, registry)
     except HardwayError as e:
         print(f"settings are not valid: {e}")
         return 0
+    from hardway.plugin import Context
     from hardway.tls import status_line
 
     print(status_line(settings))
-    if settings["spawner.type"] == "docker":
-        from hardway_plugins.spawner.docker import CURRENT, NETWORK
-        from hardway_plugins.spawner.docker_engine import status_lines
-
-        for line in status_lines(system, settings["spawner.docker.image"] or CURRENT,
-                                 NETWORK):
-            print(line)
+    ctx = Context(paths, system=system)
+    for choice in registry.selected(settings).values():
+        try:
+            for h in registry.call(choice, "health", settings, ctx):
+                print(h.what if h.status == "ok" else f"{h.what} [{h.status}]")
+        except HardwayError as e:
+            print(f"{choice.kind} {choice.name}: {e}")
     return 0
 
 
@@ -287,8 +289,10 @@ def build_parser() -> ArgumentParser:
     p.set_defaults(func=cmd_uninstall)
 
     from .config import add_config_parser
+    from .course import add_course_parser
 
     add_config_parser(sub)
+    add_course_parser(sub)
     return parser
 
 

@@ -406,16 +406,18 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess[str] | None:
 class Doctor:
     """Gathers what the checks look at. ``settings`` is None when they do not load."""
 
-    def __init__(self, paths: Paths, settings: Any, settings_error: str = ""):
+    def __init__(self, paths: Paths, settings: Any, settings_error: str = "",
+                 registry: Any = None):
         self.paths = paths
         self.settings = settings
         self.settings_error = settings_error
+        self.registry = registry
 
     def run(self) -> list[Finding]:
         checks: list[Callable[[], list[Finding]]] = [
             self.pending, self.settings_check, self.units, self.ports, self.routes,
             self.certificate, self.dns, self.disk, self.clock, self.environments,
-            self.database]
+            self.database, self.choices]
         out: list[Finding] = []
         for check in checks:
             name = check.__name__
@@ -706,6 +708,22 @@ class Doctor:
                             "PostgreSQL (hub.db_url)")]
         return [Finding("database", OK, f"{path}: {_size(size)}")]
 
+    # what the selected authenticator, spawner and proxy run (Choice.health)
+    def choices(self) -> list[Finding]:
+        if self.settings is None or self.registry is None:
+            return []
+        from hardway.apply.system import System
+        from hardway.plugin import Context
+
+        ctx = Context(self.paths, system=System())
+        out = []
+        for choice in self.registry.selected(self.settings).values():
+            for h in self.registry.call(choice, "health", self.settings, ctx):
+                status = h.status if h.status in (OK, PROBLEM, WARNING) else WARNING
+                out.append(Finding(f"{choice.kind}.{choice.name}.{h.id}", status, h.what,
+                                   h.fix))
+        return out
+
 
 def expiry_finding(fid: str, what: str, not_after: datetime.datetime, fix: str,
                    now: datetime.datetime | None = None) -> Finding:
@@ -820,9 +838,10 @@ def diagnose(paths: Paths) -> list[Finding]:
     """Every check, in order. Needs root (other users' processes, root-only files)."""
     from hardway.plugin.manager import Registry, load_settings, make_manager
 
+    registry = Registry(make_manager())
     try:
-        settings = load_settings(paths, Registry(make_manager()))
+        settings = load_settings(paths, registry)
         error = ""
     except HardwayError as e:
         settings, error = None, str(e)
-    return Doctor(paths, settings, error).run()
+    return Doctor(paths, settings, error, registry).run()

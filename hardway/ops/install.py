@@ -149,6 +149,7 @@ def read_inputs(registry: Registry, settings: Settings,
     for key in settings.decl:
         wanted += secret_files(settings[key.name])
     wanted.append(paths.doctor_token)  # the core hub config's doctor service
+    wanted += generated_secrets(registry, settings, paths)
     out: dict[Path, bytes | None] = {}
     for path in wanted:
         try:
@@ -158,6 +159,28 @@ def read_inputs(registry: Registry, settings: Settings,
         except OSError as e:
             raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
     return out
+
+
+def generated_secrets(registry: Registry, settings: Settings, paths: Paths) -> list[Path]:
+    """The token files plugins need (hardway_generated_secrets), checked to be secrets."""
+    out: list[Path] = []
+    for plugin, found in call_hook(registry.pm, "hardway_generated_secrets",
+                                   settings=settings, paths=paths):
+        for path in found:
+            if not path.is_relative_to(paths.secrets):
+                raise ConfigError(f"plugin {plugin!r} (hook hardway_generated_secrets) named "
+                                  f"{path}, which is not under {paths.secrets}")
+            out.append(path)
+    return out
+
+
+def ensure_generated_secrets(registry: Registry, settings: Settings,
+                             paths: Paths) -> list[str]:
+    """Generate the plugins' missing token files (before rendering reads them)."""
+    changes = ensure_dir(paths.secrets, 0o700)
+    for path in generated_secrets(registry, settings, paths):
+        changes += ensure_secret(path, lambda: secrets.token_hex(32))
+    return changes
 
 
 def render_now(settings: Settings, registry: Registry, ctx: Context) -> list[File]:
@@ -574,6 +597,7 @@ def _install_rest(paths: Paths, system: System, options: Options, out: Callable[
     def files_step() -> list[str]:
         from hardway.ops.checks import check_rendered
 
+        generated = ensure_generated_secrets(registry, settings, paths)
         files = render_now(settings, registry, ctx)
         units.extend(service_units(files))
         changed = apply_files(files, system, dry_run=True)
@@ -586,7 +610,7 @@ def _install_rest(paths: Paths, system: System, options: Options, out: Callable[
         txn.commit([f for f, _ in changed], plan.removed,
                    {f.path: system.ids(f.owner, f.group) for f, _ in changed})
         files_changed.extend(changed)
-        return ([f"wrote {f.path} ({why})" for f, why in changed]
+        return (generated + [f"wrote {f.path} ({why})" for f, why in changed]
                 + [f"removed {p} (no longer rendered)" for p in plan.removed])
 
     rep.step("configuration files", files_step)

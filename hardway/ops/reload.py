@@ -25,9 +25,11 @@ from .checks import check_rendered, check_traefik
 from .install import (
     HUB_UNIT,
     PROXY_UNIT,
+    ensure_generated_secrets,
     ensure_secret,
     hub_env,
     hub_env_fingerprint,
+    post_install_step,
     public_secrets,
     read_state,
     remembered_wheelhouse,
@@ -89,6 +91,8 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         # one here; the hub restarts once to learn it)
         for line in ensure_secret(paths.doctor_token, lambda: secrets.token_hex(32)):
             out(line)
+        for line in ensure_generated_secrets(registry, settings, paths):
+            out(line)
         # the whole rendered set is checked before any side effect (packages, users,
         # files); when packages are missing, the hub config (which imports the chosen
         # classes) is checked again once they are there. The running hub does not load
@@ -138,6 +142,10 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
                 system.systemctl("disable", "--now", unit, check=False)
             txn.commit([f for f, _ in changed], plan.removed,
                        {f.path: system.ids(f.owner, f.group) for f, _ in changed})
+            # what install does between writing files and starting services, at every
+            # reload too (accounts and directories a newly enabled plugin needs)
+            for line in post_install_step(registry, settings, ctx):
+                out(line)
             code = {HUB_UNIT: hub_env_fingerprint()}
             # what differs from what runs, what was asked for, and what a choice's
             # install() asked for

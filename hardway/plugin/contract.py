@@ -13,6 +13,9 @@ Lifecycle, in the order hardway calls it:
                        made from it (an image). Last at install (the environment is
                        built in the background meanwhile); right after ``install()`` at
                        reload (which builds environments first), before files change.
+  ``health()``         what `hardway status` shows and `hardway doctor` checks of what
+                       the choice runs (an engine, an image): read-only, through
+                       ``ctx.system``.
 Only the selected choice of each kind is called beyond ``keys()``.
 """
 
@@ -47,6 +50,19 @@ class File:
     owner: str = "root"
     group: str = "root"
     component: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Health:
+    """One thing a choice looked at for ``hardway status`` and ``hardway doctor``.
+    ``status`` is "ok", "problem" (doctor exits 1) or "warning"; ``id`` is short
+    (doctor shows it under the choice: ``spawner.docker.engine``); ``fix`` is what the
+    operator does about a problem or a warning."""
+
+    id: str
+    status: str
+    what: str
+    fix: str = ""
 
 
 @dataclasses.dataclass
@@ -146,6 +162,9 @@ class Choice:
         return []
 
     def user_environment_ready(self, settings: Settings, ctx: Context) -> list[str]:
+        return []
+
+    def health(self, settings: Settings, ctx: Context) -> list[Health]:
         return []
 
     def prefix(self) -> str:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from hardway.paths import Paths
     from hardway.settings import Key, Settings
 
-    from .contract import Choice, Context
+    from .contract import Choice, Context, File
 
 hookspec = pluggy.HookspecMarker("hardway")
 hookimpl = pluggy.HookimplMarker("hardway")
@@ -142,10 +142,32 @@ def hardway_traefik_dynamic(settings: Settings, ctx: Context) -> dict[str, Any]:
 
 
 @hookspec
+def hardway_files(settings: Settings, ctx: Context) -> list[File]:
+    """Files this plugin owns beyond a choice's (a feature's units and configuration),
+    rendered with the rest: pure, from settings and ``ctx`` only (``ctx.read`` for the
+    files named by ``hardway_generated_secrets``). Return a list of
+    ``hardway.plugin.File`` (``[]`` for none). A file hardway rendered before and no
+    longer does is removed at reload (a unit is stopped and disabled first). A failure is
+    an error naming the plugin.
+    """
+
+
+@hookspec
+def hardway_generated_secrets(settings: Settings, paths: Paths) -> list[Path]:
+    """Root-only files, each holding a random token this plugin's rendering needs (a
+    service's API token). ``hardway install`` and ``config reload`` generate those that
+    are missing (32 random bytes, hex, mode 0600) before rendering, which reads them
+    through ``ctx.read``. Return a list of absolute ``pathlib.Path`` under
+    ``paths.secrets`` (``[]`` for none); anything else is an error naming the plugin.
+    """
+
+
+@hookspec
 def hardway_post_install(settings: Settings, ctx: Context) -> None:
     """Run after files are written and before services are (re)started, at every
-    ``hardway install``. Must be idempotent; act through ``ctx.system``. Return value
-    ignored. Raising is an error naming the plugin (a re-run of install retries it).
+    ``hardway install`` and ``hardway config reload``. Must be idempotent; act through
+    ``ctx.system``. Return value ignored. Raising is an error naming the plugin (at
+    reload, the previous files are put back; a re-run retries it).
     """
 
 

@@ -37,6 +37,7 @@ DEFAULT_PLUGINS = (
     "hardway_plugins.proxy.traefik",
     "hardway_plugins.services.cull",
     "hardway_plugins.services.database",
+    "hardway_plugins.courses.courses",
 )
 
 ENTRY_POINT_GROUP = "hardway"
@@ -206,6 +207,8 @@ class Policy:
 def _policies() -> dict[str, Policy]:
     from hardway.settings import Key
 
+    from .contract import File
+
     return {
         "hardway_choices": Policy(_list_of(Choice, "hardway.plugin.Choice instances")),
         "hardway_config_keys": Policy(_list_of(Key, "hardway.settings.Key instances")),
@@ -219,6 +222,8 @@ def _policies() -> dict[str, Policy]:
         "hardway_post_install": Policy(IGNORED),
         "hardway_new_user": Policy(IGNORED, skip=True),
         "hardway_backup_paths": Policy(_list_of(Path, "pathlib.Path objects")),
+        "hardway_files": Policy(_list_of(File, "hardway.plugin.File instances")),
+        "hardway_generated_secrets": Policy(_list_of(Path, "pathlib.Path objects")),
     }
 
 
@@ -229,7 +234,7 @@ POLICIES = _policies()
 def _choice_methods() -> dict[str, Expect]:
     from hardway.settings import Key
 
-    from .contract import File
+    from .contract import File, Health
 
     return {
         "keys": _list_of(Key, "hardway.settings.Key instances"),
@@ -243,6 +248,7 @@ def _choice_methods() -> dict[str, Expect]:
         "install": LIST_OF_STR,
         "post_install": LIST_OF_STR,
         "user_environment_ready": LIST_OF_STR,
+        "health": _list_of(Health, "hardway.plugin.Health instances"),
     }
 
 

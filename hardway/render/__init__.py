@@ -211,6 +211,8 @@ def render_all(settings: Settings, registry: Registry, ctx: Context) -> list[Fil
     files = hub_files(settings, registry, ctx)
     for choice in registry.selected(settings).values():
         files.extend(registry.call(choice, "render", settings, ctx))
+    for _, extra in call_hook(registry.pm, "hardway_files", settings=settings, ctx=ctx):
+        files.extend(extra)
     seen: dict[str, str] = {}
     for f in files:
         if str(f.path) in seen:

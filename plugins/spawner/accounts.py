@@ -11,7 +11,7 @@ import os
 import pwd
 import re
 
-from traitlets import Bool, Unicode
+from traitlets import Bool, Dict, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .systemd import ACCOUNT_MARKER, EXISTING_NAME, unix_name
@@ -28,6 +28,11 @@ class UnixAccounts(LoggingConfigurable):
     existing_users_only = Bool(
         False, config=True,
         help="Run servers as existing accounts (pam): create none, refuse uid < 1000.")
+    unix_groups = Dict(
+        {}, config=True,
+        help="""Hub groups mirrored as unix groups: {hub group: unix group}. At each
+        server start the account is in exactly the unix groups its hub groups map to
+        (courses: the exchange's course directories belong to such a group).""")
 
     @property
     def unix_username(self) -> str:
@@ -58,6 +63,7 @@ class UnixAccounts(LoggingConfigurable):
                 raise RuntimeError(f"refusing to run a server as system account {name!r} "
                                    f"(uid {entry.pw_uid})")
             await self._sync_admin_group(name)
+            await self._sync_unix_groups(name)
             return
         async with _user_lock:
             try:
@@ -79,6 +85,23 @@ class UnixAccounts(LoggingConfigurable):
                     f"unix user {name} belongs to {entry.pw_gecos!r}, not {marker!r}: "
                     "refusing to start this server as that user")
             await self._sync_admin_group(name)
+            await self._sync_unix_groups(name)
+
+    def wanted_unix_groups(self) -> set[str]:
+        """The unix groups this user's hub groups map to (``unix_groups``)."""
+        mine = {g.name for g in getattr(self.user, "groups", [])}
+        return {unix for hub, unix in self.unix_groups.items() if hub in mine}
+
+    async def _sync_unix_groups(self, name: str) -> None:
+        if not self.unix_groups:
+            return
+        wanted = self.wanted_unix_groups()
+        for group in sorted(set(self.unix_groups.values())):
+            in_group = name in _group_members(group)
+            if group in wanted and not in_group:
+                await self._run("usermod", "--append", "--groups", group, name)
+            elif group not in wanted and in_group:
+                await self._run("gpasswd", "--delete", name, group)
 
     async def _sync_admin_group(self, name: str) -> None:
         in_group = name in _group_members(self.admin_group)

@@ -26,7 +26,16 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from hardway.plugin import Choice, ConfigError, Context, File, Key, Settings, hookimpl
+from hardway.plugin import (
+    Choice,
+    ConfigError,
+    Context,
+    File,
+    Health,
+    Key,
+    Settings,
+    hookimpl,
+)
 from hardway.plugin import keytypes as kt
 from hardway.render import HEADER, HUB_PORT
 
@@ -139,6 +148,9 @@ class DockerChoice(Choice):
         host: dict[str, Any] = {
             # servers run as the user's own uid: no capability is needed in there
             "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "init": True,
+            # a container that dies stays until the hub has read why (exit status, out of
+            # memory) for its user; the spawner then removes it (``remove`` below)
+            "auto_remove": False,
         }
         if settings["spawner.docker.gpus"] == "all":
             host["device_requests"] = [{"Driver": "", "Count": -1,
@@ -154,6 +166,9 @@ class DockerChoice(Choice):
                 ["jupyterhub-singleuser"],
                 # the hub's API through the bridge's forwarder (the hub stays on loopback)
                 "hub_connect_url": f"http://{gateway}:{HUB_PORT}",
+                # a container that died is noticed (its route removed, its reason kept
+                # for her) within 10 s rather than JupyterHub's 30 s
+                "poll_interval": 10,
             },
             "DockerSpawner": {
                 "image": image or CURRENT,
@@ -208,6 +223,14 @@ class DockerChoice(Choice):
             return []
         return build_current(ctx)
 
+    def health(self, settings: Settings, ctx: Context) -> list[Health]:
+        from .docker_engine import health
+
+        assert ctx.system is not None
+        image = settings["spawner.docker.image"]
+        env = None if image else str(ctx.paths.user_venv.resolve())
+        return health(ctx.system, image or CURRENT, NETWORK, BRIDGE_UNIT, env)
+
     def user_environment_ready(self, settings: Settings, ctx: Context) -> list[str]:
         """The built image follows the users' environment: a new environment, a new image
         (servers started from then on use it; running ones keep theirs)."""
@@ -241,3 +264,11 @@ def build_current(ctx: Context) -> list[str]:
 @hookimpl
 def hardway_choices() -> list[Choice]:
     return [DockerChoice()]
+
+
+@hookimpl
+def hardway_hub_config_object(c: Any, settings: Settings) -> None:
+    if settings["spawner.type"] == "docker":
+        from .starting import show_stops
+
+        show_stops(c)

@@ -7,6 +7,7 @@ import json
 
 from hardway.apply.system import System
 from hardway.errors import HardwayError
+from hardway.plugin import Health
 
 #: the docker network users' containers run on
 NETWORK = "hardway-users"
@@ -82,14 +83,19 @@ def hardway_images(system: System) -> list[str]:
 
 def prune_images(system: System, keep: set[str]) -> list[str]:
     """Remove hardway's older users' images (a running container's image stays: docker
-    refuses to remove it, and its turn comes after that server stops)."""
-    gone = []
+    refuses to remove it, and its turn comes at the next reload after that server
+    stopped; said so)."""
+    out = []
     for tag in hardway_images(system):
         if tag in keep:
             continue
-        if system.run(["docker", "image", "rm", tag], check=False).returncode == 0:
-            gone.append(tag)
-    return [f"removed the older users' image {t}" for t in gone]
+        proc = system.run(["docker", "image", "rm", tag], check=False)
+        if proc.returncode == 0:
+            out.append(f"removed the older users' image {tag}")
+        else:
+            why = " ".join(((proc.stderr or "") + (proc.stdout or "")).split())[:200]
+            out.append(f"kept the older users' image {tag} for now ({why or 'in use'})")
+    return out
 
 
 def remove_everything(system: System, network: str, containers: str = "jupyter-") -> list[str]:
@@ -113,31 +119,73 @@ def remove_everything(system: System, network: str, containers: str = "jupyter-"
     return out
 
 
-def status_lines(system: System, image: str, network: str) -> list[str]:
-    """For `hardway status`: the engine, the image servers start from, the containers."""
-    lines = []
-    active = system.run(["systemctl", "is-active", "docker.service"], check=False)
-    version = system.run(["docker", "version", "--format", "{{.Server.Version}}"],
-                         check=False)
-    lines.append(f"docker.service: {(active.stdout or '?').strip()}, engine "
-                 f"{(version.stdout or '').strip() or 'not answering'}")
+def health(system: System, image: str, network: str, bridge_unit: str,
+           env_dir: str | None) -> list[Health]:
+    """For `hardway status` and `hardway doctor`: the engine, the image servers start from
+    (``env_dir``: the users' environment a built image must come from; None for a named
+    image), the network, the hub's forwarder, the users' containers."""
+    out = []
+    active = (system.run(["systemctl", "is-active", "docker.service"], check=False
+                         ).stdout or "?").strip()
+    version = (system.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                          check=False).stdout or "").strip()
+    if active == "active" and version:
+        out.append(Health("engine", "ok", f"docker.service: active, engine {version}"))
+    else:
+        out.append(Health("engine", "problem", f"docker.service: {active}, engine "
+                          f"{version or 'not answering'}",
+                          "`journalctl -u docker -n 50` says why; `systemctl start docker` "
+                          "(or `hardway config reload`)"))
+        return out  # nothing else can be asked of it
     found = system.run(["docker", "image", "inspect", "--format",
                         "{{.Id}} {{.Created}} {{index .Config.Labels \"org.hardway.user-env\"}}",
                         image], check=False)
-    if found.returncode == 0:
-        parts = (found.stdout or "").split()
-        made_from = f", from {parts[2]}" if len(parts) > 2 and parts[2] != "<no" else ""
-        lines.append(f"users' image {image}: {parts[0][7:19]}, built {parts[1][:19]}"
-                     f"{made_from}")
+    parts = (found.stdout or "").split()
+    if found.returncode != 0 or len(parts) < 2:
+        out.append(Health("image", "problem", f"users' image {image}: MISSING (servers "
+                          "cannot start)", "`hardway config reload` builds or pulls it"))
     else:
-        lines.append(f"users' image {image}: MISSING (hardway config reload builds or "
-                     "pulls it)")
-    running = (system.run(["docker", "ps", "--filter", f"network={network}", "--format",
-                           "{{.Names}}"], check=False).stdout or "").split()
-    lines.append(f"users' containers running: {len(running)}"
-                 + (f" ({', '.join(sorted(running)[:10])}{', ...' if len(running) > 10 else ''})"
-                    if running else ""))
-    return lines
+        made_from = parts[2].strip('"') if len(parts) > 2 and parts[2] != "<no" else ""
+        what = (f"users' image {image}: {parts[0][7:19]}, built {parts[1][:19]}"
+                + (f", from {made_from}" if made_from else ""))
+        if env_dir is not None and made_from != env_dir:
+            out.append(Health("image", "warning", what + f" (not the users' environment "
+                              f"in use, {env_dir})", "`hardway config reload` builds it "
+                              "from the environment in use"))
+        else:
+            out.append(Health("image", "ok", what))
+    net = system.run(["docker", "network", "inspect", "--format",
+                      "{{range .IPAM.Config}}{{.Subnet}}{{end}}", network], check=False)
+    if net.returncode == 0:
+        out.append(Health("network", "ok", f"docker network {network}: "
+                          f"{(net.stdout or '').strip()}"))
+    else:
+        out.append(Health("network", "problem", f"docker network {network}: MISSING",
+                          "`hardway config reload` makes it again"))
+    sock = (system.run(["systemctl", "is-active", f"{bridge_unit}.socket"], check=False
+                       ).stdout or "?").strip()
+    out.append(Health("hub-bridge", "ok" if sock == "active" else "problem",
+                      f"{bridge_unit}.socket (the hub's API for containers): {sock}",
+                      "" if sock == "active" else
+                      f"`systemctl restart {bridge_unit}.socket` (or `hardway config "
+                      "reload`)"))
+    listed = (system.run(["docker", "ps", "-a", "--filter", f"network={network}", "--format",
+                          "{{.Names}} {{.State}} {{.Status}}"], check=False).stdout or "")
+    running, stopped = [], []
+    for line in listed.splitlines():
+        name, _, rest = line.partition(" ")
+        state, _, status = rest.partition(" ")
+        (running if state == "running" else stopped).append(
+            name if state == "running" else f"{name} ({status})")
+    out.append(Health("containers", "ok", f"users' containers running: {len(running)}"
+                      + (f" ({', '.join(sorted(running)[:10])}"
+                         f"{', ...' if len(running) > 10 else ''})" if running else "")))
+    if stopped:
+        out.append(Health("containers-stopped", "warning",
+                          f"users' containers stopped by themselves: {', '.join(stopped)}",
+                          "the hub notices within seconds and shows each user why; "
+                          "`docker logs NAME` says more"))
+    return out
 
 
 def stop_containers(system: System, network: str) -> list[str]:

@@ -213,3 +213,11 @@ def ensure_admin_group(ctx: Context) -> list[str]:
 @hookimpl
 def hardway_choices() -> list[Choice]:
     return [SystemdChoice()]
+
+
+@hookimpl
+def hardway_hub_config_object(c: Any, settings: Settings) -> None:
+    if settings["spawner.type"] == "systemd":
+        from .starting import show_stops
+
+        show_stops(c)

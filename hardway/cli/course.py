@@ -1,0 +1,110 @@
+"""`hardway course add|remove|list`: the courses on this hub (courses.list), applied at
+once (a reload: the new course's formgrader starts, the hub restarts; users' servers keep
+running). Who is in a course is the hub's groups nbgrader-ID and formgrade-ID (LTI
+launches, the admin page)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from hardway.errors import HardwayError, UsageError
+from hardway.paths import Paths
+
+from . import require_root
+
+
+def _apply(paths: Paths, change: Any, timeout: float) -> None:
+    """Edit courses.list (validated, atomic), then reload; if the reload fails, the
+    previous config.yaml is put back (the reload has put back its files already)."""
+    from hardway.apply.files import write_atomic
+    from hardway.apply.system import System
+    from hardway.ops.reload import reload
+
+    from .config import _edit
+
+    before = paths.config_file.read_bytes() if paths.config_file.exists() else None
+    _edit(paths, ["courses.list"], change, dry_run=False)
+    try:
+        reload(paths, System(), timeout=timeout)
+    except HardwayError as e:
+        if before is not None:
+            write_atomic(paths.config_file, before, 0o600, 0, 0)
+        raise type(e)(f"{e}\n{paths.config_file} was put back as it was before this "
+                      "command") from None
+
+
+def cmd_add(args: argparse.Namespace, paths: Paths) -> int:
+    from hardway_plugins.courses import courses
+
+    require_root()
+    courses.check_python()
+    title = " ".join(args.title.split()) if args.title else ""
+
+    def change(doc: Any, key: Any) -> str:
+        current = dict(doc.get(key.name) or {})
+        if args.id in current:
+            raise UsageError(f"course {args.id!r} exists already (courses.list); "
+                             "`hardway course list` shows the courses")
+        doc.set(key.name, {**current, args.id: title})
+        return f"added the course {args.id} to courses.list in {paths.config_file}"
+
+    _apply(paths, change, args.timeout)
+    print(f"hardway: course {args.id}: its formgrader is /services/{args.id}/formgrader "
+          f"for the hub groups formgrade-{args.id} (instructors, graders); students are "
+          f"the group nbgrader-{args.id}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace, paths: Paths) -> int:
+    require_root()
+
+    def change(doc: Any, key: Any) -> str:
+        current = dict(doc.get(key.name) or {})
+        if args.id not in current:
+            raise UsageError(f"there is no course {args.id!r} in courses.list (it holds: "
+                             f"{', '.join(sorted(current)) or 'none'})")
+        del current[args.id]
+        doc.set(key.name, current)
+        return f"removed the course {args.id} from courses.list in {paths.config_file}"
+
+    _apply(paths, change, args.timeout)
+    print(f"hardway: course {args.id}: its formgrader is stopped; its files, gradebook and "
+          "account are kept (add it again to get them back)")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, paths: Paths) -> int:
+    from hardway_plugins.courses import courses
+
+    from hardway.apply.system import System
+    from hardway.plugin.manager import Registry, load_settings, make_manager
+
+    settings = load_settings(paths, Registry(make_manager()))
+    listed = settings["courses.list"]
+    if not listed:
+        print("no courses (add one: sudo hardway course add ID --title TITLE)")
+        return 0
+    system = System()
+    for cid in sorted(listed):
+        state = system.unit_state(courses.unit_name(cid))
+        print(f"{cid}\t{listed[cid] or '-'}\tformgrader {state.get('ActiveState', '?')} "
+              f"at {settings['base_url']}services/{cid}/formgrader")
+    return 0
+
+
+def add_course_parser(sub: Any) -> None:
+    p = sub.add_parser("course", help="the courses on this hub (nbgrader): add, remove, list")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    a = verbs.add_parser("add", help="add a course: its formgrader, groups and role")
+    a.add_argument("id", metavar="ID", help="the course id, e.g. data-101")
+    a.add_argument("--title", default="", help="its title")
+    a.set_defaults(func=cmd_add)
+    r = verbs.add_parser("remove", help="remove a course (its files are kept)")
+    r.add_argument("id", metavar="ID")
+    r.set_defaults(func=cmd_remove)
+    for q in (a, r):
+        q.add_argument("--timeout", type=float, default=300,
+                       help="seconds to wait for the services (default: %(default)s)")
+    ls = verbs.add_parser("list", help="the courses and their formgraders")
+    ls.set_defaults(func=cmd_list)

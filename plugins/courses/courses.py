@@ -1,0 +1,302 @@
+"""Courses (nbgrader) as a setting: ``courses.list`` maps each course id to its title.
+
+Design (docs/courses.md, docs/design-notes.md):
+
+- **Who is in a course is the hub's groups**: ``nbgrader-ID`` (students) and
+  ``formgrade-ID`` (instructors and graders). LTI launches put users in them; the admin
+  page and ``hardway course enrol|drop`` change them. Settings say which courses exist.
+- **Each course runs its own formgrader** as a systemd unit (``hardway-course-ID``), as
+  the course's own unprivileged account (``grader-ID``), registered with the hub as a
+  service at ``/services/ID/``: instructors and graders reach it through a role on their
+  group holding one scope, ``access:services!service=ID`` (never ``admin:users``).
+  Autograding runs students' code there, confined like a user's server.
+- **The exchange** (``/var/lib/hardway/exchange``, mode 1777 as nbgrader requires) holds a
+  directory per course owned by the course account and the unix group ``course-ID``
+  (mode 2750): only the course's members, whose accounts the spawners put in that group
+  from their hub groups at each server start, can see or submit to it.
+- A course's files (its nbgrader directory, gradebook) are the course account's, in
+  ``/var/lib/hardway/courses/ID`` (0700).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from hardway.plugin import ConfigError, Context, File, Key, Paths, Settings, hookimpl
+from hardway.plugin import keytypes as kt
+from hardway.render import HEADER, HUB_PORT, memory_limit
+
+#: a course id: the service name, the nbgrader course id, in unix names (grader-, course-)
+COURSE_ID = r"[a-z][a-z0-9-]{1,23}"
+COURSE_ACCEPTED = ("a course id: 2-24 lowercase letters, digits and '-', starting with a "
+                   "letter (e.g. data-101)")
+#: nbgrader 0.9.6 needs this Python
+MIN_PYTHON = (3, 11)
+#: formgraders listen on 127.0.0.1, at a port derived from the course id in this range
+PORTS = range(20000, 30000)
+
+
+class CourseMap(kt.MapOf):
+    """``{course id: title}``; the ids are checked."""
+
+    def __init__(self) -> None:
+        super().__init__(kt.Str(r"[^\r\n]{0,200}", "a title on one line (up to 200 "
+                                "characters)"))
+        self.accepted = f"a mapping of course ids to titles ({COURSE_ACCEPTED})"
+
+    def check(self, value: Any) -> dict[str, Any]:
+        out = super().check(value)
+        for cid in out:
+            if not re.fullmatch(COURSE_ID, cid):
+                raise kt.BadValue(f"{cid!r} is not {COURSE_ACCEPTED}")
+        return out
+
+
+@hookimpl
+def hardway_config_keys() -> list[Key]:
+    return [
+        Key("courses.list", CourseMap(), {},
+            "Courses on this hub: course id -> title (`hardway course add` writes it). "
+            "Each gets an nbgrader formgrader at /services/ID/ and hub groups "
+            "nbgrader-ID (students) and formgrade-ID (instructors, graders).",
+            owner="courses"),
+    ]
+
+
+def course_ids(settings: Settings) -> list[str]:
+    return sorted(settings["courses.list"])
+
+
+def account(cid: str) -> str:
+    return f"grader-{cid}"
+
+
+def unix_group(cid: str) -> str:
+    return f"course-{cid}"
+
+
+def unit_name(cid: str) -> str:
+    return f"hardway-course-{cid}.service"
+
+
+def port(cid: str) -> int:
+    """The course's formgrader port: derived from its id (stable, no state to keep)."""
+    digest = int.from_bytes(hashlib.sha256(cid.encode()).digest()[:4], "big")
+    return PORTS.start + digest % len(PORTS)
+
+
+def token_file(paths: Paths, cid: str) -> Path:
+    return paths.secrets / f"course-{cid}.api_token"
+
+
+def course_home(paths: Paths, cid: str) -> Path:
+    return paths.state / "courses" / cid
+
+
+def exchange(paths: Paths) -> Path:
+    return paths.state / "exchange"
+
+
+def global_config_file(paths: Paths) -> Path:
+    """The nbgrader configuration every user's server reads."""
+    return paths.jupyter_etc / "nbgrader_config.py"
+
+
+def config_dir(paths: Paths, cid: str) -> Path:
+    """The course's nbgrader configuration: root-owned, readable by its formgrader."""
+    return paths.state / "course-config" / cid
+
+
+def check_python() -> None:
+    """nbgrader's Python: one clear line where this machine's is older."""
+    if sys.version_info[:2] < MIN_PYTHON:
+        raise ConfigError(
+            f"courses.list: nbgrader needs Python >= {'.'.join(map(str, MIN_PYTHON))} and "
+            f"this machine's is {sys.version_info.major}.{sys.version_info.minor}: courses "
+            "cannot be added here (Debian 12+ and Ubuntu 24.04+ have it)")
+
+
+def check(settings: Settings) -> None:
+    ids = course_ids(settings)
+    if ids:
+        check_python()
+    taken: dict[int, str] = {}
+    for cid in ids:
+        if port(cid) in taken:
+            raise ConfigError(f"courses.list: the courses {taken[port(cid)]!r} and {cid!r} "
+                              f"would share port {port(cid)}: give one another id")
+        taken[port(cid)] = cid
+
+
+@hookimpl
+def hardway_user_packages(settings: Settings) -> list[str]:
+    check(settings)
+    # nbgitpuller: instructors' links to a repository open it in students' servers
+    return ["nbgrader", "nbgitpuller"] if course_ids(settings) else []
+
+
+@hookimpl
+def hardway_apt_packages(settings: Settings) -> list[str]:
+    return ["git"] if course_ids(settings) else []  # nbgitpuller runs git
+
+
+@hookimpl
+def hardway_generated_secrets(settings: Settings, paths: Paths) -> list[Path]:
+    return [token_file(paths, cid) for cid in course_ids(settings)]
+
+
+def global_config(paths: Paths) -> bytes:
+    return (f"# {HEADER}\n"
+            "# nbgrader for every user of this hub (hardway courses): one exchange, a\n"
+            "# directory per course in it; courses a user is in are their hub groups.\n"
+            "from nbgrader.auth import JupyterHubAuthPlugin\n\n"
+            "c = get_config()  # noqa: F821\n"
+            f"c.Exchange.root = {str(exchange(paths))!r}\n"
+            "c.Exchange.path_includes_course = True\n"
+            "c.Authenticator.plugin_class = JupyterHubAuthPlugin\n").encode()
+
+
+def course_config(paths: Paths, cid: str) -> bytes:
+    return (f"# {HEADER}\n"
+            f"# the course {cid}: its nbgrader directory (its formgrader runs as "
+            f"{account(cid)})\n"
+            "c = get_config()  # noqa: F821\n"
+            f"c.CourseDirectory.root = {str(course_home(paths, cid) / 'course')!r}\n"
+            f"c.CourseDirectory.course_id = {cid!r}\n").encode()
+
+
+def _quoted(assignment: str) -> str:
+    """One systemd ``Environment=`` assignment, double-quoted (JSON values hold quotes)."""
+    escaped = assignment.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{escaped}"'
+
+
+def formgrader_unit(settings: Settings, ctx: Context, cid: str) -> bytes:
+    p = ctx.paths
+    base = settings["base_url"]
+    prefix = f"{base}services/{cid}/"
+    env = {
+        "HOME": str(course_home(p, cid)),
+        "JUPYTER_CONFIG_PATH": str(config_dir(p, cid)),
+        "JUPYTERHUB_SERVICE_NAME": cid,
+        "JUPYTERHUB_SERVICE_PREFIX": prefix,
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port(cid)}",
+        "JUPYTERHUB_API_URL": f"http://127.0.0.1:{HUB_PORT}{base}hub/api",
+        "JUPYTERHUB_BASE_URL": base,
+        "JUPYTERHUB_CLIENT_ID": f"service-{cid}",
+        "JUPYTERHUB_USER": account(cid),
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
+        "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps([f"access:services!service={cid}"]),
+        "JUPYTERHUB_OAUTH_SCOPES": json.dumps([f"access:services!service={cid}"]),
+        "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES": "[]",
+        "JUPYTERHUB_DEFAULT_URL": "/formgrader",
+    }
+    single = p.user_venv / "bin" / "jupyterhub-singleuser"
+    # the token reaches the process through a systemd credential (never in the unit)
+    start = (f'/bin/sh -c \'JUPYTERHUB_API_TOKEN="$$(cat "$$CREDENTIALS_DIRECTORY/'
+             f'api-token")" exec {single} --ServerApp.root_dir={course_home(p, cid)} '
+             f'--ServerApp.ip=127.0.0.1 --ServerApp.port={port(cid)}\'')
+    lines = [f"# {HEADER}", "[Unit]",
+             f"Description=hardway: the formgrader of course {cid} (nbgrader)",
+             "After=network.target", "", "[Service]",
+             f"User={account(cid)}", f"Group={account(cid)}",
+             f"WorkingDirectory={course_home(p, cid)}",
+             *(f"Environment={_quoted(f'{k}={v}')}" for k, v in env.items()),
+             f"LoadCredential=api-token:{token_file(p, cid)}",
+             f"ExecStart={start}",
+             "Restart=on-failure", "RestartSec=2",
+             # autograding runs students' code here: confined like a user's server
+             "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
+             f"ReadWritePaths={course_home(p, cid)} {exchange(p)}",
+             "PrivateTmp=yes", "PrivateDevices=yes", "ProtectKernelTunables=yes",
+             "ProtectKernelModules=yes", "ProtectControlGroups=yes",
+             "RestrictSUIDSGID=yes", "CapabilityBoundingSet=",
+             "ProtectProc=invisible", "UMask=0077"]
+    memory = memory_limit(settings["limits.memory"], ctx.memory_total)
+    if memory:
+        lines.append(f"MemoryMax={memory}")
+    return ("\n".join(lines) + "\n\n[Install]\nWantedBy=multi-user.target\n").encode()
+
+
+@hookimpl
+def hardway_files(settings: Settings, ctx: Context) -> list[File]:
+    p = ctx.paths
+    ids = course_ids(settings)
+    if not ids:
+        return []
+    files = [File(global_config_file(p), global_config(p), 0o644)]
+    for cid in ids:
+        files += [
+            File(config_dir(p, cid) / "nbgrader_config.py", course_config(p, cid), 0o644,
+                 component=unit_name(cid)),
+            File(p.unit(unit_name(cid)), formgrader_unit(settings, ctx, cid),
+                 component=unit_name(cid)),
+        ]
+    return files
+
+
+@hookimpl
+def hardway_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
+    ids = course_ids(settings)
+    if not ids:
+        return {}
+    services, roles, groups = [], [], {}
+    for cid in ids:
+        token = ctx.read(token_file(ctx.paths, cid))
+        services.append({
+            "name": cid, "url": f"http://127.0.0.1:{port(cid)}",
+            "api_token": token.decode().strip() if token else "",
+            "display": True, "oauth_no_confirm": True,
+            "info": {"title": settings["courses.list"][cid] or cid, "kind": "course"},
+        })
+        roles.append({"name": f"formgrade-{cid}",
+                      "description": f"grade the course {cid} (its formgrader)",
+                      "scopes": [f"access:services!service={cid}"],
+                      "groups": [f"formgrade-{cid}"]})
+        groups[f"nbgrader-{cid}"] = {}
+        groups[f"formgrade-{cid}"] = {}
+    return {
+        "JupyterHub": {"services": services, "load_roles": roles, "load_groups": groups},
+        # servers' accounts join each course's unix group from their hub groups (the
+        # exchange's course directories are that group's)
+        "UnixAccounts": {"unix_groups": {
+            **{f"nbgrader-{cid}": unix_group(cid) for cid in ids},
+            **{f"formgrade-{cid}": unix_group(cid) for cid in ids}}},
+        # the docker spawner mounts the exchange and the global nbgrader config
+        "HardwayDockerSpawner": {"shared_paths": {
+            str(exchange(ctx.paths)): "rw", str(global_config_file(ctx.paths)): "ro"}},
+    }
+
+
+@hookimpl
+def hardway_post_install(settings: Settings, ctx: Context) -> None:
+    """Each course's account, unix group and directories, made if missing (kept when a
+    course is removed from the list: its files and gradebook are the course's record)."""
+    system = ctx.system
+    if system is None or not course_ids(settings):
+        return
+    p = ctx.paths
+    ex = exchange(p)
+    system.run(["install", "-d", "-m", "1777", "-o", "root", "-g", "root", str(ex)])
+    system.run(["install", "-d", "-m", "0711", "-o", "root", "-g", "root",
+                str(p.state / "courses")])
+    for cid in course_ids(settings):
+        name, group, home = account(cid), unix_group(cid), course_home(p, cid)
+        if not system.user_exists(name):
+            system.run(["useradd", "--system", "--user-group", "--home-dir", str(home),
+                        "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        "--comment", f"hardway course {cid}", name])
+            ctx.notes.append(f"created the account {name} (the course {cid}'s formgrader)")
+        if system.run(["getent", "group", group], check=False).returncode != 0:
+            system.run(["groupadd", "--system", group])
+        system.run(["usermod", "--append", "--groups", group, name])
+        system.run(["install", "-d", "-m", "0700", "-o", name, "-g", name, str(home)])
+        system.run(["install", "-d", "-m", "0700", "-o", name, "-g", name,
+                    str(home / "course")])
+        # students reach the course's exchange directory through its group only
+        system.run(["install", "-d", "-m", "2750", "-o", name, "-g", group, str(ex / cid)])

@@ -1,0 +1,104 @@
+"""Courses' settings and rendered files (the nbgrader cycle on a booted host:
+integration-tests/test_courses.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from conftest import write_config
+
+from hardway.errors import ConfigError
+from hardway.ops.install import ensure_generated_secrets, generated_secrets, render_now
+from hardway.plugin.contract import Context
+from hardway.plugin.manager import load_settings
+
+TWO = "courses:\n  list:\n    data-101: Data Science 101\n    stats-2: ''\n"
+
+
+def render(paths, registry):
+    settings = load_settings(paths, registry)
+    ctx = Context(paths, {"proxy_api_hash": "$2b$12$hash"}, pm=registry.pm)
+    return settings, {f.path: f for f in render_now(settings, registry, ctx)}
+
+
+def test_no_course_renders_nothing_of_nbgrader(paths, registry):
+    write_config(paths, "")
+    settings, files = render(paths, registry)
+    config = json.loads(files[paths.hub_json].content)["config"]
+    assert not any("course" in str(p.relative_to(paths.root)) or "nbgrader" in str(p)
+                   for p in files)
+    assert "load_groups" not in config["JupyterHub"]
+    assert generated_secrets(registry, settings, paths) == []
+    from hardway.ops.install import collect
+
+    assert "nbgrader" not in collect(registry, settings, "user")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="courses need Python >= 3.11: "
+                    "the refusal below is tested where it applies")
+def test_each_course_gets_a_confined_formgrader_a_role_and_groups(paths, registry):
+    write_config(paths, TWO)
+    settings = load_settings(paths, registry)
+    # the hardway_generated_secrets hook: one API token per course, made before rendering
+    made = ensure_generated_secrets(registry, settings, paths)
+    token = paths.secrets / "course-data-101.api_token"
+    assert f"generated {token}" in made and (token.stat().st_mode & 0o777) == 0o600
+    assert ensure_generated_secrets(registry, settings, paths) == []  # idempotent
+    from hardway.ops.install import collect
+
+    assert {"nbgrader", "nbgitpuller"} <= set(collect(registry, settings, "user"))
+    assert "git" in collect(registry, settings, "apt")
+    _, files = render(paths, registry)
+    config = json.loads(files[paths.hub_json].content)["config"]
+    services = {s["name"]: s for s in config["JupyterHub"]["services"]}
+    fg = services["data-101"]
+    assert fg["url"].startswith("http://127.0.0.1:") and fg["oauth_no_confirm"] is True
+    assert fg["api_token"] == token.read_text().strip()
+    roles = {r["name"]: r for r in config["JupyterHub"]["load_roles"]}
+    # the narrowest scope that works: its own formgrader, nothing about users
+    assert roles["formgrade-data-101"]["scopes"] == ["access:services!service=data-101"]
+    assert roles["formgrade-data-101"]["groups"] == ["formgrade-data-101"]
+    assert not any("admin" in s for r in roles.values() for s in r["scopes"])
+    assert set(config["JupyterHub"]["load_groups"]) == {
+        "nbgrader-data-101", "formgrade-data-101", "nbgrader-stats-2", "formgrade-stats-2"}
+    assert config["UnixAccounts"]["unix_groups"]["nbgrader-stats-2"] == "course-stats-2"
+    # the hardway_files hook: the unit, as the course's account, the token a credential
+    unit = files[paths.unit("hardway-course-data-101.service")].content.decode()
+    assert "User=grader-data-101" in unit
+    assert f"LoadCredential=api-token:{token}" in unit
+    assert token.read_text().strip() not in unit
+    assert f"--ServerApp.port={fg['url'].rsplit(':', 1)[1]}" in unit
+    assert "ProtectSystem=strict" in unit and "NoNewPrivileges=yes" in unit
+    assert '"JUPYTERHUB_OAUTH_ACCESS_SCOPES=[\\"access:services!service=data-101\\"]"' in unit
+    course = files[paths.state / "course-config" / "data-101" / "nbgrader_config.py"]
+    assert "c.CourseDirectory.course_id = 'data-101'" in course.content.decode()
+    everyone = files[paths.jupyter_etc / "nbgrader_config.py"].content.decode()
+    assert f"c.Exchange.root = '{paths.state / 'exchange'}'" in everyone
+    assert "JupyterHubAuthPlugin" in everyone
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("courses:\n  list:\n    Data101: x\n", "'Data101' is not a course id"),
+    ("courses:\n  list:\n    d: x\n", "'d' is not a course id"),
+    ("courses:\n  list:\n    ok-1: \"two\\nlines\"\n", "ok-1: expected a title on one line"),
+])
+def test_bad_course_ids_are_refused_naming_the_key(paths, registry, text, needle):
+    write_config(paths, text)
+    with pytest.raises(ConfigError) as e:
+        load_settings(paths, registry)
+    assert "courses.list" in str(e.value) and needle in str(e.value), str(e.value)
+
+
+def test_courses_are_refused_where_python_is_too_old(paths, registry, monkeypatch):
+    from hardway_plugins.courses import courses
+
+    monkeypatch.setattr(courses, "MIN_PYTHON", (sys.version_info.major,
+                                                sys.version_info.minor + 1))
+    write_config(paths, TWO)
+    settings = load_settings(paths, registry)
+    with pytest.raises(ConfigError) as e:
+        courses.hardway_user_packages(settings)
+    assert str(e.value).startswith("courses.list: nbgrader needs Python >= ")
+    assert "cannot be added here" in str(e.value)
