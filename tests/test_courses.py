@@ -102,3 +102,29 @@ def test_courses_are_refused_where_python_is_too_old(paths, registry, monkeypatc
         courses.hardway_user_packages(settings)
     assert str(e.value).startswith("courses.list: nbgrader needs Python >= ")
     assert "cannot be added here" in str(e.value)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="courses need Python >= 3.11")
+def test_containers_get_the_exchange_only_under_the_docker_spawner(paths, registry):
+    write_config(paths, TWO)
+    ensure_generated_secrets(registry, load_settings(paths, registry), paths)
+    _, files = render(paths, registry)
+    config = json.loads(files[paths.hub_json].content)["config"]
+    # a class the hub does not use is a config JupyterHub refuses (hardway checks it)
+    assert "HardwayDockerSpawner" not in config
+    write_config(paths, TWO + "spawner:\n  type: docker\n")
+    _, files = render(paths, registry)
+    config = json.loads(files[paths.hub_json].content)["config"]
+    assert config["HardwayDockerSpawner"]["shared_paths"] == {
+        str(paths.state / "exchange"): "rw", str(paths.jupyter_etc / "nbgrader_config.py"): "ro"}
+    assert config["HardwayDockerSpawner"]["user_prefix"] == "jupyter-"  # merged, not replaced
+
+
+def test_backups_hold_the_courses_and_the_exchange(paths, registry):
+    from hardway_plugins.courses import courses
+
+    write_config(paths, "")
+    assert courses.hardway_backup_paths(load_settings(paths, registry), paths) == []
+    write_config(paths, TWO)
+    assert courses.hardway_backup_paths(load_settings(paths, registry), paths) == [
+        paths.state / "courses", paths.state / "exchange"]

@@ -95,7 +95,8 @@ def add_config_parser(sub: Any) -> None:
 # --------------------------------------------------------------------------- writing verbs
 
 
-def _edit(paths: Paths, key_names: list[str], change: Any, dry_run: bool) -> int:
+def _edit(paths: Paths, key_names: list[str], change: Any, dry_run: bool,
+          applied_here: bool = False) -> int:
     """Read config.yaml, apply ``change(doc, key)`` for each key, validate the result once,
     write atomically: several keys change together or not at all.
 
@@ -148,7 +149,7 @@ def _edit(paths: Paths, key_names: list[str], change: Any, dry_run: bool) -> int
                 print(f"warning: {key.name} is also set in {origin}, which comes later and "
                       f"wins; the effective value is "
                       f"{_show_value(key, settings.values[key.name])}", file=sys.stderr)
-        if text != doc.original:
+        if text != doc.original and not applied_here:
             print("apply it with: sudo hardway config reload")
     return 0
 

@@ -24,7 +24,7 @@ def _apply(paths: Paths, change: Any, timeout: float) -> None:
     from .config import _edit
 
     before = paths.config_file.read_bytes() if paths.config_file.exists() else None
-    _edit(paths, ["courses.list"], change, dry_run=False)
+    _edit(paths, ["courses.list"], change, dry_run=False, applied_here=True)
     try:
         reload(paths, System(), timeout=timeout)
     except HardwayError as e:

@@ -165,9 +165,13 @@ def course_config(paths: Paths, cid: str) -> bytes:
     return (f"# {HEADER}\n"
             f"# the course {cid}: its nbgrader directory (its formgrader runs as "
             f"{account(cid)})\n"
+            "from nbgrader.auth import NoAuthPlugin\n\n"
             "c = get_config()  # noqa: F821\n"
             f"c.CourseDirectory.root = {str(course_home(paths, cid) / 'course')!r}\n"
-            f"c.CourseDirectory.course_id = {cid!r}\n").encode()
+            f"c.CourseDirectory.course_id = {cid!r}\n"
+            "# the course's own account, not a hub user: no hub groups to look up (it\n"
+            "# sees its one course; who may open it is the hub's role on formgrade-ID)\n"
+            "c.Authenticator.plugin_class = NoAuthPlugin\n").encode()
 
 
 def _quoted(assignment: str) -> str:
@@ -182,6 +186,8 @@ def formgrader_unit(settings: Settings, ctx: Context, cid: str) -> bytes:
     prefix = f"{base}services/{cid}/"
     env = {
         "HOME": str(course_home(p, cid)),
+        # nbgrader runs its tools (alembic for the gradebook) by name
+        "PATH": f"{p.user_venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
         "JUPYTER_CONFIG_PATH": str(config_dir(p, cid)),
         "JUPYTERHUB_SERVICE_NAME": cid,
         "JUPYTERHUB_SERVICE_PREFIX": prefix,
@@ -215,7 +221,8 @@ def formgrader_unit(settings: Settings, ctx: Context, cid: str) -> bytes:
              f"ReadWritePaths={course_home(p, cid)} {exchange(p)}",
              "PrivateTmp=yes", "PrivateDevices=yes", "ProtectKernelTunables=yes",
              "ProtectKernelModules=yes", "ProtectControlGroups=yes",
-             "RestrictSUIDSGID=yes", "CapabilityBoundingSet=",
+             # (no RestrictSUIDSGID: nbgrader makes the inbound directory setgid)
+             "CapabilityBoundingSet=",
              "ProtectProc=invisible", "UMask=0077"]
     memory = memory_limit(settings["limits.memory"], ctx.memory_total)
     if memory:
@@ -260,17 +267,19 @@ def hardway_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
                       "groups": [f"formgrade-{cid}"]})
         groups[f"nbgrader-{cid}"] = {}
         groups[f"formgrade-{cid}"] = {}
-    return {
+    config: dict[str, Any] = {
         "JupyterHub": {"services": services, "load_roles": roles, "load_groups": groups},
         # servers' accounts join each course's unix group from their hub groups (the
         # exchange's course directories are that group's)
         "UnixAccounts": {"unix_groups": {
             **{f"nbgrader-{cid}": unix_group(cid) for cid in ids},
             **{f"formgrade-{cid}": unix_group(cid) for cid in ids}}},
-        # the docker spawner mounts the exchange and the global nbgrader config
-        "HardwayDockerSpawner": {"shared_paths": {
-            str(exchange(ctx.paths)): "rw", str(global_config_file(ctx.paths)): "ro"}},
     }
+    if settings["spawner.type"] == "docker":
+        # containers get the exchange and the global nbgrader config at the same paths
+        config["HardwayDockerSpawner"] = {"shared_paths": {
+            str(exchange(ctx.paths)): "rw", str(global_config_file(ctx.paths)): "ro"}}
+    return config
 
 
 @hookimpl
@@ -300,3 +309,11 @@ def hardway_post_install(settings: Settings, ctx: Context) -> None:
                     str(home / "course")])
         # students reach the course's exchange directory through its group only
         system.run(["install", "-d", "-m", "2750", "-o", name, "-g", group, str(ex / cid)])
+
+
+@hookimpl
+def hardway_backup_paths(settings: Settings, paths: Paths) -> list[Path]:
+    """Courses' files and gradebooks, and the exchange (submissions not yet collected)."""
+    if not course_ids(settings):
+        return []
+    return [paths.state / "courses", exchange(paths)]

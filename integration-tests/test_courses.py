@@ -1,0 +1,253 @@
+"""Issue 14 on a booted host, first part: two courses on one hub, the whole nbgrader cycle
+through the course's formgrader and the students' own servers, and who can see what.
+
+Memberships here are made as an admin makes them (the hub's group API, what the admin
+page does); LTI launches making them is the next part of the issue. The users:
+
+- prof: instructor of data-101 and stats-2 (hub groups formgrade-*)
+- ta: grades data-101 only
+- ana: student of both; ben: student of stats-2 only
+
+One container (the systemd spawner), in order: install, `hardway course add` x2, the
+cycle in data-101 (prof writes and releases ps1 through the formgrader's API; ana
+fetches, solves and submits in her server's kernel with nbgrader's own commands; prof
+collects, autogrades, releases feedback; ana fetches it), the refusals (ben sees nothing
+of data-101, ta cannot open stats-2's formgrader, ana cannot open the gradebook or list
+others' submissions, students cannot open a formgrader), then a third course added while
+ana's server runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from conftest import install_fresh, record
+from hubclient import HubUser
+
+A, B, C = "data-101", "stats-2", "late-3"
+EXCHANGE = "/var/lib/hardway/exchange"
+#: an autogradable notebook: a solution cell and a test cell worth 2 points
+NOTEBOOK = {
+    "nbformat": 4, "nbformat_minor": 5,
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                "language": "python"}},
+    "cells": [
+        {"cell_type": "code", "id": "answer", "execution_count": None, "outputs": [],
+         "source": "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n"
+                   "    ### END SOLUTION\n",
+         "metadata": {"nbgrader": {"grade": False, "solution": True, "locked": False,
+                                   "grade_id": "add_answer", "schema_version": 3}}},
+        {"cell_type": "code", "id": "tests", "execution_count": None, "outputs": [],
+         "source": "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n",
+         "metadata": {"nbgrader": {"grade": True, "solution": False, "locked": True,
+                                   "points": 2, "grade_id": "add_tests",
+                                   "schema_version": 3}}},
+    ],
+}
+#: nbgrader's own command line, in the user's kernel, from her home
+NBGRADER = """
+import os, subprocess, sys
+def nbgrader(*args):
+    r = subprocess.run([sys.executable, "-m", "nbgrader", *args], capture_output=True,
+                       text=True, cwd=os.path.expanduser("~"), timeout=300)
+    return {"rc": r.returncode, "out": (r.stdout + r.stderr)[-3000:]}
+"""
+SOLVE = NBGRADER + f"""
+import json, nbformat
+got = {{"fetch": nbgrader("fetch_assignment", "ps1", "--course", "{A}")}}
+path = os.path.expanduser("~/{A}/ps1/problem.ipynb")
+nb = nbformat.read(path, as_version=4)
+for cell in nb.cells:
+    if cell.metadata.get("nbgrader", {{}}).get("grade_id") == "add_answer":
+        cell.source = "def add(a, b):\\n    return a + b\\n"
+nbformat.write(nb, path)
+got["submit"] = nbgrader("submit", "ps1", "--course", "{A}")
+print(json.dumps(got))
+"""
+FEEDBACK = NBGRADER + f"""
+import glob, json
+got = nbgrader("fetch_feedback", "ps1", "--course", "{A}")
+got["files"] = sorted(glob.glob(os.path.expanduser("~/{A}/ps1/feedback/*/problem.html")))
+print(json.dumps(got))
+"""
+#: what a user's kernel can reach of the courses' files
+PROBE = f"""
+import json, os
+def tryit(f):
+    try:
+        return f()
+    except OSError as e:
+        return type(e).__name__
+print(json.dumps({{
+    "exchange_a": tryit(lambda: sorted(os.listdir("{EXCHANGE}/{A}"))),
+    "inbound_a": tryit(lambda: os.listdir("{EXCHANGE}/{A}/inbound")),
+    "gradebook_a": tryit(lambda: open("/var/lib/hardway/courses/{A}/course/gradebook.db",
+                                      "rb").read(1) and "read"),
+    "groups": sorted(__import__("grp").getgrgid(g).gr_name for g in os.getgroups()),
+}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def hub():
+    yield from install_fresh("hw-courses")
+
+
+def hw(hub, *args: str, check: bool = True, timeout: float = 900):
+    r = hub.c.run(["hardway", *args], check=False, timeout=timeout)
+    if check:
+        assert r.returncode == 0, f"hardway {' '.join(args)}:\n{r.stdout[-4000:]}\n{r.stderr}"
+    return r
+
+
+PASSWORDS = {n: f"{n}-password-long-enough" for n in ("prof", "ta", "ana", "ben")}
+
+
+def user(hub, name: str) -> HubUser:
+    return HubUser(hub.base, name, PASSWORDS.get(name) or hub.admin_password).sign_in()
+
+
+def kernel(hub, name: str, code: str, timeout: float = 300) -> dict:
+    u = user(hub, name)
+    u.start_server()
+    return json.loads(u.execute(code, timeout=timeout))
+
+
+def formgrader(u: HubUser, cid: str, method: str, path: str, **kw):
+    return u.api(method, f"/services/{cid}/formgrader/api/{path}", timeout=300, **kw)
+
+
+def step_ok(hub, r, cid: str, what: str) -> None:
+    """A formgrader step answered success; else its answer and the course's log."""
+    try:
+        ok = r.status_code == 200 and r.json().get("success") is True
+    except ValueError:  # not JSON: an error page
+        ok = False
+    if not ok:
+        log = hub.c.run(["journalctl", "-u", f"hardway-course-{cid}", "-n", "60",
+                         "--no-pager"], check=False).stdout
+        raise AssertionError(f"{what}: {r.status_code} {r.text[:1500]}\n{log[-5000:]}")
+
+
+def test_1_courses_are_added_with_their_formgraders(hub):
+    c = hub.c
+    for cid, title in ((A, "Data Science 101"), (B, "Statistics 2")):
+        r = hw(hub, "course", "add", cid, "--title", title)
+        assert f"course {cid}: its formgrader is /services/{cid}/formgrader" in r.stdout
+        assert c.run(["systemctl", "is-active", f"hardway-course-{cid}"]).stdout.strip() \
+            == "active"
+        assert c.run(["stat", "-c", "%U %G %a", f"{EXCHANGE}/{cid}"]).stdout.split() == \
+            [f"grader-{cid}", f"course-{cid}", "2750"]
+    listed = hw(hub, "course", "list").stdout
+    assert re.search(rf"^{A}\tData Science 101\tformgrader active", listed, re.M), listed
+    # the formgrader runs as the course's account, not root, and holds no capability
+    pid = c.run(["systemctl", "show", "-P", "MainPID", f"hardway-course-{A}"]).stdout.strip()
+    status = c.run(["cat", f"/proc/{pid}/status"]).stdout
+    uid = c.run(["id", "-u", f"grader-{A}"]).stdout.strip()
+    assert re.search(rf"^Uid:\s+{uid}\s", status, re.M) and \
+        re.search(r"^CapEff:\s+0+$", status, re.M), status
+    # an id that is not one is refused with the key, the value and the accepted form
+    r = hw(hub, "course", "add", "Bad_Id", check=False)
+    assert r.returncode == 2 and "courses.list" in r.stderr and "'Bad_Id'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_2_memberships_are_the_hubs_groups(hub):
+    admin = HubUser(hub.base, "alice", hub.admin_password).sign_in()
+    admin.allow(*PASSWORDS)
+    for name in PASSWORDS:  # first logins set their passwords (firstuse)
+        user(hub, name)
+    for group, names in ((f"formgrade-{A}", ["prof", "ta"]), (f"formgrade-{B}", ["prof"]),
+                         (f"nbgrader-{A}", ["ana"]), (f"nbgrader-{B}", ["ana", "ben"])):
+        r = admin.api("POST", f"/hub/api/groups/{group}/users", json={"users": names})
+        assert r.status_code == 200, (group, r.status_code, r.text)
+
+
+def test_3_prof_writes_and_releases_an_assignment_through_the_formgrader(hub):
+    prof = user(hub, "prof")
+    for path in ("course/source", "course/source/ps1"):
+        r = prof.api("PUT", f"/services/{A}/api/contents/{path}", json={"type": "directory"})
+        assert r.status_code in (200, 201), (path, r.status_code, r.text[:300])
+    r = prof.api("PUT", f"/services/{A}/api/contents/course/source/ps1/problem.ipynb",
+                 json={"type": "notebook", "format": "json", "content": NOTEBOOK})
+    assert r.status_code in (200, 201), (r.status_code, r.text[:300])
+    for step in ("assign", "release"):
+        step_ok(hub, formgrader(prof, A, "POST", f"assignment/ps1/{step}"), A, step)
+    released = hub.c.run(["stat", "-c", "%U %a", f"{EXCHANGE}/{A}/outbound/ps1"]).stdout
+    assert released.split() == [f"grader-{A}", "755"]
+
+
+def test_4_ana_fetches_solves_and_submits_in_her_own_server(hub):
+    got = kernel(hub, "ana", SOLVE)
+    assert got["fetch"]["rc"] == 0, got
+    assert got["submit"]["rc"] == 0, got
+    assert "Submitted as: " in got["submit"]["out"], got
+
+
+def test_5_prof_collects_autogrades_and_releases_feedback(hub):
+    prof = user(hub, "prof")
+    step_ok(hub, formgrader(prof, A, "POST", "assignment/ps1/collect"), A, "collect")
+    student = "jupyter-ana"  # nbgrader's student id is the unix account
+    step_ok(hub, formgrader(prof, A, "POST", f"submission/ps1/{student}/autograde"), A,
+            "autograde")
+    for step in ("generate_feedback", "release_feedback"):
+        step_ok(hub, formgrader(prof, A, "POST", f"assignment/ps1/{step}"), A, step)
+    sub = formgrader(prof, A, "GET", f"submission/ps1/{student}").json()
+    record("course-score", {"figure": [sub.get("score"), sub.get("max_score")],
+                            "unit": "points", "how": "formgrader API after autograde"})
+    assert sub["score"] == sub["max_score"] == 2.0, sub
+    # ta grades data-101 too
+    ta = user(hub, "ta")
+    assert formgrader(ta, A, "GET", "assignments").status_code == 200
+
+
+def test_6_ana_fetches_her_feedback(hub):
+    got = kernel(hub, "ana", FEEDBACK)
+    assert got["rc"] == 0 and len(got["files"]) == 1, got
+
+
+def test_7_nobody_sees_more_than_their_courses(hub):
+    # ben: not in data-101, his account not in its group: nothing of it is reachable
+    ben = kernel(hub, "ben", PROBE)
+    assert ben["exchange_a"] == "PermissionError", ben
+    assert f"course-{A}" not in ben["groups"] and f"course-{B}" in ben["groups"], ben
+    listed = kernel(hub, "ben", NBGRADER + "import json\nprint(json.dumps(nbgrader("
+                                "'list', '--course', '" + A + "')))")
+    assert "ps1" not in listed["out"], listed
+    # ana: sees the released assignment, not others' submissions nor the gradebook
+    ana = kernel(hub, "ana", PROBE)
+    assert "outbound" in ana["exchange_a"], ana
+    assert ana["inbound_a"] == "PermissionError", ana
+    assert ana["gradebook_a"] == "PermissionError", ana
+    # formgraders: a grader of one course only, students none
+    ta, ana_u = user(hub, "ta"), user(hub, "ana")
+    for who, cid in ((ta, B), (ana_u, A), (ana_u, B)):
+        r = formgrader(who, cid, "GET", "assignments")
+        assert r.status_code == 403, (who.name, cid, r.status_code, r.text[:300])
+
+
+def test_8_a_course_added_while_ana_works_leaves_her_server_running(hub):
+    c = hub.c
+    unit = "jupyter-ana-singleuser"
+    before = c.run(["systemctl", "show", "-P", "InvocationID,MainPID", unit]).stdout.split()
+    assert c.run(["systemctl", "is-active", unit]).stdout.strip() == "active"
+    t0 = time.monotonic()
+    hw(hub, "course", "add", C, "--title", "Added late")
+    record("course-add", {"figure": round(time.monotonic() - t0, 1), "unit": "s",
+                          "how": "hardway course add (reload: formgrader, hub restart)"})
+    assert c.run(["systemctl", "show", "-P", "InvocationID,MainPID", unit]
+                 ).stdout.split() == before
+    admin = HubUser(hub.base, "alice", hub.admin_password).sign_in()
+    r = admin.api("POST", f"/hub/api/groups/formgrade-{C}/users", json={"users": ["prof"]})
+    assert r.status_code == 200, r.text
+    prof = user(hub, "prof")
+    deadline = time.monotonic() + 60
+    while (r := formgrader(prof, C, "GET", "assignments")).status_code != 200:
+        assert time.monotonic() < deadline, (r.status_code, r.text[:300])
+        time.sleep(1)
+    assert r.json() == []  # a new course: no assignment yet
+    out = user(hub, "ana").execute("1+1")
+    assert out == "2"
