@@ -161,6 +161,8 @@ class _OIDCLogin(OIDCLoginAbstract):
 class _Launch(MessageLaunchAbstract):
     user: LtiUser
     resource_link_id = "resource-link-1"
+    #: the course (LTI context) launched from: id, title, label
+    context = ("course-101", "Introduction to Data Science", "DATA101")
 
     def prepare_launch(self, preflight_response: dict[str, Any], **kwargs: Any) -> None:
         u = self.user
@@ -169,9 +171,9 @@ class _Launch(MessageLaunchAbstract):
         if u.given_name:
             self.set_extra_claims({"given_name": u.given_name})
         self.set_resource_link_claim(self.resource_link_id, title="Notebook assignment")
-        self.set_launch_context_claim("course-101", context_types=[CONTEXT_OFFERING],
-                                      context_title="Introduction to Data Science",
-                                      context_label="DATA101")
+        cid, title, label = self.context
+        self.set_launch_context_claim(cid, context_types=[CONTEXT_OFFERING],
+                                      context_title=title, context_label=label)
         if u.custom:
             self.set_custom_parameters_claim(dict(u.custom))
 
@@ -213,6 +215,8 @@ class Lti13Platform:
             .set_platform_private_key(self._key))
         self.conf = _Conf(registration=self.registration)
         self.users: dict[str, LtiUser] = {}
+        #: the course each user's next launch comes from (default: _Launch.context)
+        self.contexts: dict[str, tuple[str, str, str]] = {}
         self.next_forgery: str | None = None
         self.next_deployment_id: str | None = None
         self.last_form_post: dict[str, str] | None = None
@@ -234,6 +238,17 @@ class Lti13Platform:
                        sub=sub or f"lms-{name}-{secrets.token_hex(4)}", roles=[ROLE + role],
                        given_name=given_name or name.capitalize(), custom=dict(custom or {}))
         self.users[name] = user
+        return user
+
+    def in_course(self, name: str, context_id: str, role: str,
+                  title: str | None = None) -> LtiUser:
+        """``name``'s next launch comes from the LMS course ``context_id``, where they
+        have the LIS membership ``role`` (Learner, Instructor, or a whole role URI such
+        as ...membership/Instructor#TeachingAssistant), as when they click the tool in
+        that course."""
+        user = self.user(name)
+        user.roles = [role if role.startswith("http") else ROLE + role]
+        self.contexts[name] = (context_id, title or context_id, context_id.upper())
         return user
 
     def user(self, name: str) -> LtiUser:
@@ -288,6 +303,7 @@ class Lti13Platform:
         deployment, self.next_deployment_id = self.next_deployment_id, None
         launch = _Launch(_Request((method, dict(args))), self.conf)
         launch.user = user
+        launch.context = self.contexts.get(name, _Launch.context)
         try:
             form = launch.lti_launch()
         except Exception as e:  # lti1p3platform's own preflight checks

@@ -1,20 +1,20 @@
-"""Issue 14 on a booted host, first part: two courses on one hub, the whole nbgrader cycle
+"""Issue 14 on a booted host: two courses on one hub whose memberships come from LTI 1.3
+launches (a real platform peer: its context and roles claims), the whole nbgrader cycle
 through the course's formgrader and the students' own servers, and who can see what.
 
-Memberships here are made as an admin makes them (the hub's group API, what the admin
-page does); LTI launches making them is the next part of the issue. The users:
+The users, each launching from the LMS course they are in:
 
-- prof: instructor of data-101 and stats-2 (hub groups formgrade-*)
-- ta: grades data-101 only
-- ana: student of both; ben: student of stats-2 only
+- prof: Instructor in data-101 and stats-2 (lands in each course's formgrader)
+- ta: TeachingAssistant in data-101 only
+- ana: Learner in both; ben: Learner in stats-2 only
 
-One container (the systemd spawner), in order: install, `hardway course add` x2, the
-cycle in data-101 (prof writes and releases ps1 through the formgrader's API; ana
-fetches, solves and submits in her server's kernel with nbgrader's own commands; prof
-collects, autogrades, releases feedback; ana fetches it), the refusals (ben sees nothing
-of data-101, ta cannot open stats-2's formgrader, ana cannot open the gradebook or list
-others' submissions, students cannot open a formgrader), then a third course added while
-ana's server runs.
+One container (the systemd spawner), in order: install, `hardway course add` x2 (each
+mapped to its LMS course), the switch to LTI 1.3, the launches, the cycle in data-101
+(prof writes and releases ps1 through the formgrader's API; ana fetches, solves and
+submits in her server's kernel with nbgrader's own commands; prof collects, autogrades,
+releases feedback; ana fetches it), the refusals (ben sees nothing of data-101, ta cannot
+open stats-2's formgrader, ana cannot open the gradebook or list others' submissions,
+students cannot open a formgrader), then a third course added while ana's server runs.
 """
 
 from __future__ import annotations
@@ -26,8 +26,14 @@ import time
 import pytest
 from conftest import install_fresh, record
 from hubclient import HubUser
+from peer_lti13 import Lti13Platform
+from peer_lti13 import launch as launch_lti13
 
 A, B, C = "data-101", "stats-2", "late-3"
+#: each course's LTI context id in the LMS
+LMS = {A: "lms-ctx-data-101", B: "lms-ctx-stats-2", C: "lms-ctx-late-3"}
+TA_ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"
+PLATFORM_PORT = 9092
 EXCHANGE = "/var/lib/hardway/exchange"
 #: an autogradable notebook: a solution cell and a test cell worth 2 points
 NOTEBOOK = {
@@ -96,6 +102,12 @@ def hub():
     yield from install_fresh("hw-courses")
 
 
+@pytest.fixture(scope="module")
+def platform(hub):
+    with Lti13Platform(PLATFORM_PORT, hub.base, "hardway-courses-tool-1") as p:
+        yield p
+
+
 def hw(hub, *args: str, check: bool = True, timeout: float = 900):
     r = hub.c.run(["hardway", *args], check=False, timeout=timeout)
     if check:
@@ -103,11 +115,33 @@ def hw(hub, *args: str, check: bool = True, timeout: float = 900):
     return r
 
 
-PASSWORDS = {n: f"{n}-password-long-enough" for n in ("prof", "ta", "ana", "ben")}
+#: the hub's users as the tests drive them (signed in by an LTI launch, with a token)
+USERS: dict[str, HubUser] = {}
 
 
 def user(hub, name: str) -> HubUser:
-    return HubUser(hub.base, name, PASSWORDS.get(name) or hub.admin_password).sign_in()
+    return USERS[name]
+
+
+def launch(hub, platform, name: str, cid: str, role: str) -> str:
+    """``name`` clicks the tool in the LMS course of ``cid``; returns where the hub sends
+    them. The session it leaves signed in (with an API token) is USERS[name]."""
+    platform.in_course(name, LMS[cid], role)
+    got = launch_lti13(platform, hub.base, name)
+    r = got.response
+    assert r.status_code == 302, (name, cid, r.status_code, r.text[:500])
+    u = HubUser(hub.base, name, "")
+    u.s = got.session
+    u.s.get(f"{hub.base}/hub/home", timeout=30)  # the _xsrf cookie, as a browser gets it
+    u.make_token()
+    USERS[name] = u
+    return r.headers["Location"]
+
+
+def groups_of(name: str) -> list[str]:
+    r = USERS["alice"].api("GET", f"/hub/api/users/{name}")
+    assert r.status_code == 200, r.text
+    return sorted(r.json()["groups"])
 
 
 def kernel(hub, name: str, code: str, timeout: float = 300) -> dict:
@@ -135,7 +169,7 @@ def step_ok(hub, r, cid: str, what: str) -> None:
 def test_1_courses_are_added_with_their_formgraders(hub):
     c = hub.c
     for cid, title in ((A, "Data Science 101"), (B, "Statistics 2")):
-        r = hw(hub, "course", "add", cid, "--title", title)
+        r = hw(hub, "course", "add", cid, "--title", title, "--lti-context", LMS[cid])
         assert f"course {cid}: its formgrader is /services/{cid}/formgrader" in r.stdout
         assert c.run(["systemctl", "is-active", f"hardway-course-{cid}"]).stdout.strip() \
             == "active"
@@ -155,15 +189,29 @@ def test_1_courses_are_added_with_their_formgraders(hub):
     assert "Traceback" not in r.stderr
 
 
-def test_2_memberships_are_the_hubs_groups(hub):
-    admin = HubUser(hub.base, "alice", hub.admin_password).sign_in()
-    admin.allow(*PASSWORDS)
-    for name in PASSWORDS:  # first logins set their passwords (firstuse)
-        user(hub, name)
-    for group, names in ((f"formgrade-{A}", ["prof", "ta"]), (f"formgrade-{B}", ["prof"]),
-                         (f"nbgrader-{A}", ["ana"]), (f"nbgrader-{B}", ["ana", "ben"])):
-        r = admin.api("POST", f"/hub/api/groups/{group}/users", json={"users": names})
-        assert r.status_code == 200, (group, r.status_code, r.text)
+def test_2_lti_launches_put_each_user_in_their_courses_groups(hub, platform):
+    USERS["alice"] = HubUser(hub.base, "alice", hub.admin_password).sign_in()  # admin
+    hw(hub, "config", "set", "auth.lti13.issuer", platform.issuer,
+       "auth.lti13.client_id", platform.client_id,
+       "auth.lti13.authorize_url", platform.authorize_url,
+       "auth.lti13.jwks_url", platform.jwks_url,
+       "auth.lti13.username_key", "preferred_username", "auth.type", "lti13")
+    hw(hub, "config", "reload")
+    formgrader_of = "/services/{}/formgrader"
+    assert launch(hub, platform, "prof", A, "Instructor") == formgrader_of.format(A)
+    assert launch(hub, platform, "prof", B, "Instructor") == formgrader_of.format(B)
+    assert launch(hub, platform, "ta", A, TA_ROLE) == formgrader_of.format(A)
+    assert launch(hub, platform, "ana", A, "Learner") == "/hub/user-redirect/lab"
+    assert launch(hub, platform, "ana", B, "Learner") == "/hub/user-redirect/lab"
+    assert launch(hub, platform, "ben", B, "Learner") == "/hub/user-redirect/lab"
+    assert groups_of("prof") == [f"formgrade-{A}", f"formgrade-{B}"]
+    assert groups_of("ta") == [f"formgrade-{A}"]
+    assert groups_of("ana") == [f"nbgrader-{A}", f"nbgrader-{B}"]
+    assert groups_of("ben") == [f"nbgrader-{B}"]
+    # a launch from an LMS course mapped to no course here changes nothing
+    platform.in_course("ben", "lms-ctx-unknown", "Instructor")
+    assert launch_lti13(platform, hub.base, "ben").response.status_code == 302
+    assert groups_of("ben") == [f"nbgrader-{B}"]
 
 
 def test_3_prof_writes_and_releases_an_assignment_through_the_formgrader(hub):
@@ -229,25 +277,38 @@ def test_7_nobody_sees_more_than_their_courses(hub):
         assert r.status_code == 403, (who.name, cid, r.status_code, r.text[:300])
 
 
-def test_8_a_course_added_while_ana_works_leaves_her_server_running(hub):
+def test_8_a_course_added_while_ana_works_leaves_her_server_running(hub, platform):
     c = hub.c
     unit = "jupyter-ana-singleuser"
     before = c.run(["systemctl", "show", "-P", "InvocationID,MainPID", unit]).stdout.split()
     assert c.run(["systemctl", "is-active", unit]).stdout.strip() == "active"
     t0 = time.monotonic()
-    hw(hub, "course", "add", C, "--title", "Added late")
+    hw(hub, "course", "add", C, "--title", "Added late", "--lti-context", LMS[C])
     record("course-add", {"figure": round(time.monotonic() - t0, 1), "unit": "s",
                           "how": "hardway course add (reload: formgrader, hub restart)"})
     assert c.run(["systemctl", "show", "-P", "InvocationID,MainPID", unit]
                  ).stdout.split() == before
-    admin = HubUser(hub.base, "alice", hub.admin_password).sign_in()
-    r = admin.api("POST", f"/hub/api/groups/formgrade-{C}/users", json={"users": ["prof"]})
-    assert r.status_code == 200, r.text
+    assert launch(hub, platform, "prof", C, "Instructor") == f"/services/{C}/formgrader"
     prof = user(hub, "prof")
     deadline = time.monotonic() + 60
     while (r := formgrader(prof, C, "GET", "assignments")).status_code != 200:
         assert time.monotonic() < deadline, (r.status_code, r.text[:300])
         time.sleep(1)
     assert r.json() == []  # a new course: no assignment yet
-    out = user(hub, "ana").execute("1+1")
-    assert out == "2"
+    assert user(hub, "ana").execute("1+1") == "2"
+
+
+def test_9_a_removed_course_stops_its_formgrader_and_keeps_its_files(hub):
+    c = hub.c
+    r = hw(hub, "course", "remove", C)
+    assert "its files, gradebook and account are kept" in r.stdout, r.stdout
+    assert c.run(["systemctl", "is-active", f"hardway-course-{C}"], check=False
+                 ).stdout.strip() != "active"
+    assert not c.path(f"/etc/systemd/system/hardway-course-{C}.service").exists()
+    assert c.path(f"/var/lib/hardway/courses/{C}/course").is_dir()
+    # its LMS course maps to nothing any more; the others are as they were
+    listed = hw(hub, "course", "list").stdout
+    assert C not in listed and A in listed and B in listed, listed
+    r = user(hub, "prof").api("GET", f"/services/{C}/formgrader/api/assignments")
+    assert r.status_code == 404, (r.status_code, r.text[:300])
+    assert formgrader(user(hub, "prof"), A, "GET", "assignments").status_code == 200

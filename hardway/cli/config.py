@@ -142,7 +142,8 @@ def _edit(paths: Paths, key_names: list[str], change: Any, dry_run: bool,
                     f"cannot write {paths.config_file}: {e.strerror or e}; it was left "
                     "unchanged") from None
         for message in messages:
-            print(message)
+            if message:
+                print(message)
         for key in keys:
             origin = settings.origins[key.name]
             if not origin.startswith((str(paths.config_file), "default")):

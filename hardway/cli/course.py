@@ -14,7 +14,7 @@ from hardway.paths import Paths
 from . import require_root
 
 
-def _apply(paths: Paths, change: Any, timeout: float) -> None:
+def _apply(paths: Paths, change: Any, timeout: float, keys: list[str]) -> None:
     """Edit courses.list (validated, atomic), then reload; if the reload fails, the
     previous config.yaml is put back (the reload has put back its files already)."""
     from hardway.apply.files import write_atomic
@@ -24,7 +24,7 @@ def _apply(paths: Paths, change: Any, timeout: float) -> None:
     from .config import _edit
 
     before = paths.config_file.read_bytes() if paths.config_file.exists() else None
-    _edit(paths, ["courses.list"], change, dry_run=False, applied_here=True)
+    _edit(paths, keys, change, dry_run=False, applied_here=True)
     try:
         reload(paths, System(), timeout=timeout)
     except HardwayError as e:
@@ -43,13 +43,22 @@ def cmd_add(args: argparse.Namespace, paths: Paths) -> int:
 
     def change(doc: Any, key: Any) -> str:
         current = dict(doc.get(key.name) or {})
+        if key.name == "courses.lti":
+            if not args.lti_context:
+                return ""
+            if args.lti_context in current and current[args.lti_context] != args.id:
+                raise UsageError(f"--lti-context: the LMS course {args.lti_context!r} is "
+                                 f"the course {current[args.lti_context]!r} already "
+                                 "(courses.lti)")
+            doc.set(key.name, {**current, args.lti_context: args.id})
+            return f"mapped the LMS course {args.lti_context!r} to {args.id} (courses.lti)"
         if args.id in current:
             raise UsageError(f"course {args.id!r} exists already (courses.list); "
                              "`hardway course list` shows the courses")
         doc.set(key.name, {**current, args.id: title})
         return f"added the course {args.id} to courses.list in {paths.config_file}"
 
-    _apply(paths, change, args.timeout)
+    _apply(paths, change, args.timeout, ["courses.list", "courses.lti"])
     print(f"hardway: course {args.id}: its formgrader is /services/{args.id}/formgrader "
           f"for the hub groups formgrade-{args.id} (instructors, graders); students are "
           f"the group nbgrader-{args.id}")
@@ -61,6 +70,11 @@ def cmd_remove(args: argparse.Namespace, paths: Paths) -> int:
 
     def change(doc: Any, key: Any) -> str:
         current = dict(doc.get(key.name) or {})
+        if key.name == "courses.lti":  # the LMS courses mapped to it go with it
+            kept = {ctx: cid for ctx, cid in current.items() if cid != args.id}
+            if kept != current:
+                doc.set(key.name, kept)
+            return ""
         if args.id not in current:
             raise UsageError(f"there is no course {args.id!r} in courses.list (it holds: "
                              f"{', '.join(sorted(current)) or 'none'})")
@@ -68,7 +82,7 @@ def cmd_remove(args: argparse.Namespace, paths: Paths) -> int:
         doc.set(key.name, current)
         return f"removed the course {args.id} from courses.list in {paths.config_file}"
 
-    _apply(paths, change, args.timeout)
+    _apply(paths, change, args.timeout, ["courses.list", "courses.lti"])
     print(f"hardway: course {args.id}: its formgrader is stopped; its files, gradebook and "
           "account are kept (add it again to get them back)")
     return 0
@@ -99,6 +113,8 @@ def add_course_parser(sub: Any) -> None:
     a = verbs.add_parser("add", help="add a course: its formgrader, groups and role")
     a.add_argument("id", metavar="ID", help="the course id, e.g. data-101")
     a.add_argument("--title", default="", help="its title")
+    a.add_argument("--lti-context", metavar="CONTEXT_ID",
+                   help="the LMS course whose launches join this one (its LTI context id)")
     a.set_defaults(func=cmd_add)
     r = verbs.add_parser("remove", help="remove a course (its files are kept)")
     r.add_argument("id", metavar="ID")

@@ -35,12 +35,15 @@ from typing import Any
 
 from jupyterhub.auth import Authenticator
 from ltiauthenticator.lti11.auth import LTI11Authenticator
+from ltiauthenticator.lti11.handlers import LTI11AuthenticateHandler
 from ltiauthenticator.lti13.auth import LTI13Authenticator
 from ltiauthenticator.lti13.handlers import LTI13CallbackHandler
 from ltiauthenticator.lti13.validator import LTI13LaunchValidator
 from ltiauthenticator.utils import convert_request_to_dict
 from tornado.web import HTTPError
 from traitlets import List, Unicode
+
+from .lti_courses import CONTEXT_CLAIM, ROLES_CLAIM, CourseLanding, LtiCourses
 
 #: upstream's LTI 1.1 validator refuses an oauth_timestamp further than this from now (s)
 LTI11_WINDOW = 30
@@ -195,8 +198,24 @@ class SingleUseNonces(Authenticator):
                                     "(a launch is accepted once; start it again from the LMS)")
 
 
-class HardwayLTI11Authenticator(SingleUseNonces, LTI11Authenticator):
-    """LTI11Authenticator whose launches are accepted once, restart or not."""
+class HardwayLTI11LaunchHandler(CourseLanding, LTI11AuthenticateHandler):
+    """Upstream's launch, then the LMS course's group (context_id, roles)."""
+
+    async def login_user(self, data: Any = None) -> Any:
+        user = await super().login_user(data)
+        args = convert_request_to_dict(self.request.arguments)
+        roles = str(args.get("roles") or "").split(",")
+        await self.join_course_of_launch(user, args.get("context_id"), roles)
+        return user
+
+
+class HardwayLTI11Authenticator(SingleUseNonces, LtiCourses, LTI11Authenticator):
+    """LTI11Authenticator whose launches are accepted once, restart or not, and put the
+    user in their LMS course's group."""
+
+    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+        return [(path, HardwayLTI11LaunchHandler if h is LTI11AuthenticateHandler else h)
+                for path, h in super().get_handlers(app)]
 
     async def authenticate(self, handler: Any, data: dict | None = None) -> dict | None:
         # upstream checks the body, the timestamp window and the signature, or raises
@@ -211,9 +230,20 @@ class HardwayLTI11Authenticator(SingleUseNonces, LTI11Authenticator):
         return result
 
 
-class HardwayLTI13CallbackHandler(LTI13CallbackHandler):
+class HardwayLTI13CallbackHandler(CourseLanding, LTI13CallbackHandler):
     """Upstream's callback, then: the deployment must be registered (when a list is set)
-    and the id_token's nonce must not have been accepted before."""
+    and the id_token's nonce must not have been accepted before; after the login, the
+    LMS course's group (the context and roles claims)."""
+
+    async def login_user(self, data: Any = None) -> Any:
+        user = await super().login_user(data)
+        claims = data if isinstance(data, dict) else {}
+        context = claims.get(CONTEXT_CLAIM)
+        roles = claims.get(ROLES_CLAIM)
+        await self.join_course_of_launch(
+            user, context.get("id") if isinstance(context, dict) else None,
+            roles if isinstance(roles, list) else [])
+        return user
 
     def decode_and_validate_launch_request(self) -> dict[str, Any]:
         # signature, iss, aud, exp/iat, and the nonce bound to this browser's cookie
@@ -229,7 +259,7 @@ class HardwayLTI13CallbackHandler(LTI13CallbackHandler):
         return id_token
 
 
-class HardwayLTI13Authenticator(SingleUseNonces, LTI13Authenticator):
+class HardwayLTI13Authenticator(SingleUseNonces, LtiCourses, LTI13Authenticator):
     """LTI13Authenticator whose callback accepts each nonce once, restart or not, and
     only launches from the listed deployments."""
 

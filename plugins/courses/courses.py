@@ -65,6 +65,11 @@ def hardway_config_keys() -> list[Key]:
             "Each gets an nbgrader formgrader at /services/ID/ and hub groups "
             "nbgrader-ID (students) and formgrade-ID (instructors, graders).",
             owner="courses"),
+        Key("courses.lti", kt.MapOf(kt.Str(COURSE_ID, COURSE_ACCEPTED)), {},
+            "LMS courses -> courses here: the LTI context id of a course in the LMS (its "
+            "launches' context claim; LTI 1.1: context_id) -> the course id. A launch from "
+            "it puts instructors, TAs and content developers in formgrade-ID and learners "
+            "in nbgrader-ID (auth.type lti13 or lti11).", owner="courses"),
     ]
 
 
@@ -125,6 +130,11 @@ def check(settings: Settings) -> None:
     ids = course_ids(settings)
     if ids:
         check_python()
+    for context, cid in sorted(settings["courses.lti"].items()):
+        if cid not in ids:
+            raise ConfigError(f"courses.lti: the LMS course {context!r} maps to {cid!r}, "
+                              "which is not in courses.list (add it: hardway course add "
+                              f"{cid})")
     taken: dict[int, str] = {}
     for cid in ids:
         if port(cid) in taken:
@@ -275,6 +285,9 @@ def hardway_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
             **{f"nbgrader-{cid}": unix_group(cid) for cid in ids},
             **{f"formgrade-{cid}": unix_group(cid) for cid in ids}}},
     }
+    if settings["auth.type"] in ("lti11", "lti13") and settings["courses.lti"]:
+        # launches put users in their LMS course's group (the LTI plugin does it)
+        config["LtiCourses"] = {"courses": dict(sorted(settings["courses.lti"].items()))}
     if settings["spawner.type"] == "docker":
         # containers get the exchange and the global nbgrader config at the same paths
         config["HardwayDockerSpawner"] = {"shared_paths": {

@@ -1,0 +1,118 @@
+"""LMS courses into hub groups: an LTI launch's context (the LMS course) and roles put the
+user in that course's group, and send them where they work (runs in the hub).
+
+Which LMS course is which hardway course is configured (``LtiCourses.courses``, from the
+setting ``courses.lti``); the groups are the courses plugin's: ``formgrade-ID`` for
+instructors, teaching assistants and content developers, ``nbgrader-ID`` for learners.
+Only roles *in the course* count (LTI 1.3 membership roles, LTI 1.1 context roles): an
+institution-wide "Instructor" taking a course as a learner is a learner there.
+
+A launch only ever adds a membership: an LMS says who launched, not who left (dropping
+a student is the admin page's, or the hub API's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from traitlets import Dict
+from traitlets.config import LoggingConfigurable
+
+CONTEXT_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/context"
+ROLES_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/roles"
+#: LTI 1.3 roles in a course (context), and the LTI 1.1 long form of context roles
+MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership"
+LTI11_CONTEXT_ROLE = "urn:lti:role:ims/lis/"
+GRADERS = {"Instructor", "TeachingAssistant", "ContentDeveloper"}
+STUDENTS = {"Learner", "Student"}
+
+
+def course_role(roles: Iterable[str]) -> str | None:
+    """"grader", "student" or None, from a launch's roles in its course. Institution
+    and system roles do not count; a grader role wins over a learner one."""
+    names = set()
+    for role in roles:
+        if not isinstance(role, str):
+            continue
+        role = role.strip()
+        # ...membership#Instructor, ...membership/Instructor#TeachingAssistant
+        if role.startswith(MEMBERSHIP):
+            names.add(role.rsplit("#", 1)[-1])
+            names.add(role[len(MEMBERSHIP):].strip("/#").split("#")[0])
+        elif role.startswith(LTI11_CONTEXT_ROLE):  # urn:lti:role:ims/lis/Instructor/...
+            names.update(role[len(LTI11_CONTEXT_ROLE):].split("/"))
+        elif ":" not in role and "/" not in role:  # short context role names
+            names.add(role)
+    if names & GRADERS:
+        return "grader"
+    if names & STUDENTS:
+        return "student"
+    return None
+
+
+class LtiCourses(LoggingConfigurable):
+    """Mixed into hardway's LTI authenticators."""
+
+    courses = Dict(
+        {}, config=True,
+        help="LMS course (the launch's context id) -> hardway course id (courses.lti).")
+
+    def course_landing(self, base_url: str, cid: str, role: str) -> str:
+        if role == "grader":
+            return f"{base_url}services/{cid}/formgrader"
+        return f"{base_url}hub/user-redirect/lab"
+
+    async def join_course(self, handler: Any, user: Any, context_id: Any,
+                          roles: Iterable[str]) -> str | None:
+        """Put ``user`` in the group of the course ``context_id`` is mapped to, as its
+        roles say; return where they should land (None: no course, nothing changed)."""
+        from jupyterhub import orm
+
+        if not isinstance(context_id, str) or not context_id:
+            return None
+        if context_id not in self.courses:
+            # what an admin mapping an LMS course looks for in the journal
+            self.log.info("LTI launch of %s from the LMS course %r (%s): mapped to no "
+                          "course here (courses.lti)", user.name, context_id,
+                          ", ".join(map(str, roles)))
+            return None
+        cid = self.courses[context_id]
+        role = course_role(roles)
+        if role is None:
+            self.log.info("LTI launch of %s in course %s with no course role (%s): no "
+                          "course group", user.name, cid, ", ".join(map(str, roles)))
+            return None
+        name = f"{'formgrade' if role == 'grader' else 'nbgrader'}-{cid}"
+        group = orm.Group.find(handler.db, name)
+        if group is None:
+            self.log.warning("LTI launch of %s in course %s: the hub has no group %s "
+                             "(was the course removed?)", user.name, cid, name)
+            return None
+        if group not in user.orm_user.groups:
+            user.orm_user.groups.append(group)
+            handler.db.commit()
+            self.log.info("LTI launch: %s joined %s (LMS course %s)", user.name, name,
+                          context_id)
+        return self.course_landing(handler.base_url, cid, role)
+
+
+class CourseLanding:
+    """Mixed into the LTI launch handlers: after the login, the course's group and the
+    landing page."""
+
+    _course_landing: str | None = None
+
+    async def join_course_of_launch(self, user: Any, context_id: Any,
+                                    roles: Iterable[str]) -> None:
+        auth = self.authenticator  # type: ignore[attr-defined]
+        if user is not None and isinstance(auth, LtiCourses):
+            self._course_landing = await auth.join_course(self, user, context_id, roles)
+
+    def get_next_url(self, user: Any = None, default: Any = None) -> str:
+        if self._course_landing:
+            return self._course_landing
+        # the LTI 1.3 callback's own get_next_url takes no ``default``
+        if default is None:
+            return super().get_next_url(user)  # type: ignore[misc]
+        return super().get_next_url(user, default)  # type: ignore[misc]
