@@ -110,15 +110,16 @@ def test_dummy_needs_consent_and_warns_on_every_page(hub):
 
 
 def signed_launch(hub, secret: str = "canvas-secret", user_id: str = "12345",
-                  timestamp: str | None = None, nonce: str | None = None
-                  ) -> tuple[str, dict[str, str], str]:
+                  timestamp: str | None = None, nonce: str | None = None,
+                  extra: dict[str, str] | None = None) -> tuple[str, dict[str, str], str]:
     """An LTI 1.1 launch as Canvas signs it (OAuth1 HMAC-SHA1 body signature):
-    (url, headers, body), as someone who captured it would hold it."""
+    (url, headers, body), as someone who captured it would hold it. ``extra``: launch
+    parameters over the defaults (context_id, roles...)."""
     url = f"{hub.base}/hub/lti/launch"
     params = {"lti_message_type": "basic-lti-launch-request", "lti_version": "LTI-1p0",
               "resource_link_id": "course-101-hub", "user_id": "a1b2c3",
               "custom_canvas_user_id": user_id, "roles": "Learner",
-              "context_id": "course-101", "oauth_callback": "about:blank"}
+              "context_id": "course-101", "oauth_callback": "about:blank", **(extra or {})}
     client = Client("canvas-key", client_secret=secret, signature_type=SIGNATURE_TYPE_BODY,
                     timestamp=timestamp, nonce=nonce)
     _, headers, body = client.sign(url, http_method="POST", body=params,

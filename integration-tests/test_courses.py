@@ -28,6 +28,7 @@ from conftest import install_fresh, record
 from hubclient import HubUser
 from peer_lti13 import Lti13Platform
 from peer_lti13 import launch as launch_lti13
+from test_auth import post_launch, signed_launch
 
 A, B, C = "data-101", "stats-2", "late-3"
 #: each course's LTI context id in the LMS
@@ -177,6 +178,8 @@ def test_1_courses_are_added_with_their_formgraders(hub):
             [f"grader-{cid}", f"course-{cid}", "2750"]
     listed = hw(hub, "course", "list").stdout
     assert re.search(rf"^{A}\tData Science 101\tformgrader active", listed, re.M), listed
+    found = {f["id"]: f for f in json.loads(hw(hub, "doctor", "--json", check=False).stdout)}
+    assert found[f"unit.hardway-course-{A}.service"]["status"] == "ok", found
     # the formgrader runs as the course's account, not root, and holds no capability
     pid = c.run(["systemctl", "show", "-P", "MainPID", f"hardway-course-{A}"]).stdout.strip()
     status = c.run(["cat", f"/proc/{pid}/status"]).stdout
@@ -187,6 +190,11 @@ def test_1_courses_are_added_with_their_formgraders(hub):
     r = hw(hub, "course", "add", "Bad_Id", check=False)
     assert r.returncode == 2 and "courses.list" in r.stderr and "'Bad_Id'" in r.stderr
     assert "Traceback" not in r.stderr
+    # adding a course again applies it again (what finishes an add killed before its
+    # reload) and changes nothing else
+    r = hw(hub, "course", "add", A)
+    assert f"course {A} is in courses.list already: applying it" in r.stdout, r.stdout
+    assert "nothing changed" in r.stdout, r.stdout
 
 
 def test_2_lti_launches_put_each_user_in_their_courses_groups(hub, platform):
@@ -298,6 +306,55 @@ def test_8_a_course_added_while_ana_works_leaves_her_server_running(hub, platfor
     assert user(hub, "ana").execute("1+1") == "2"
 
 
+PULLED = """
+import json, os
+path = os.path.expanduser("~/lesson-1/README.md")
+print(json.dumps(open(path).read() if os.path.exists(path) else sorted(os.listdir("."))))
+"""
+
+
+def test_8b_an_nbgitpuller_link_brings_a_repository_into_her_server(hub):
+    """A repository served by git daemon on 127.0.0.1; the link `hardway course link`
+    prints, opened in ana's browser session, and nbgitpuller's own API doing the pull."""
+    c = hub.c
+    c.run(["sh", "-ec", "rm -rf /tmp/lesson /srv/git && mkdir -p /srv/git && "
+           "git init -q -b main /tmp/lesson && cd /tmp/lesson && "
+           "printf '# Lesson one\\n' > README.md && git add README.md && "
+           "git -c user.email=t@example.edu -c user.name=t commit -q -m one && "
+           "git clone -q --bare /tmp/lesson /srv/git/lesson-1.git"])
+    # as the repository's owner (git refuses to serve another user's repository)
+    c.run(["systemd-run", "--unit", "hw-it-gitd", "git", "daemon", "--export-all",
+           "--base-path=/srv/git", "--reuseaddr", "--listen=127.0.0.1", "--port=9418"])
+    try:
+        repo = "git://127.0.0.1/lesson-1.git"
+        deadline = time.monotonic() + 30  # the daemon answers
+        while c.run(["git", "ls-remote", repo], check=False).returncode != 0:
+            assert time.monotonic() < deadline, c.run(
+                ["journalctl", "-u", "hw-it-gitd", "--no-pager"], check=False).stdout
+            time.sleep(0.5)
+        link = hw(hub, "course", "link", repo, "--path", "README.md").stdout.strip()
+        assert link.startswith("http://127.0.0.1/hub/user-redirect/git-pull?"), link
+        ana = user(hub, "ana")
+        ana.start_server()
+        page = ana.s.get(link, timeout=60)  # as her browser: the hub sends it to her server
+        assert page.status_code == 200 and "/user/ana/git-pull" in page.url, (
+            page.status_code, page.url)
+        # what that page's script does: nbgitpuller's event stream, until it is done
+        query = page.url.split("?", 1)[1]
+        events = []
+        with ana.s.get(f"{hub.base}/user/ana/git-pull/api?{query}", stream=True,
+                       timeout=120) as stream:
+            for line in stream.iter_lines():
+                if line.startswith(b"data:"):
+                    events.append(json.loads(line[5:]))
+                    if events[-1].get("phase") in ("finished", "error"):
+                        break
+        assert events[-1].get("phase") == "finished", events[-5:]
+        assert json.loads(ana.execute(PULLED)) == "# Lesson one\n"
+    finally:
+        c.run(["systemctl", "stop", "hw-it-gitd"], check=False)
+
+
 def test_9_a_removed_course_stops_its_formgrader_and_keeps_its_files(hub):
     c = hub.c
     r = hw(hub, "course", "remove", C)
@@ -312,3 +369,20 @@ def test_9_a_removed_course_stops_its_formgrader_and_keeps_its_files(hub):
     r = user(hub, "prof").api("GET", f"/services/{C}/formgrader/api/assignments")
     assert r.status_code == 404, (r.status_code, r.text[:300])
     assert formgrader(user(hub, "prof"), A, "GET", "assignments").status_code == 200
+
+
+def test_10_an_lti11_launch_joins_its_course_too(hub):
+    """Canvas courses still on LTI 1.1: context_id and roles (comma-separated)."""
+    mapping = ",".join([f"{LMS[A]}={A}", f"{LMS[B]}={B}", f"canvas-ctx-7={A}"])
+    hw(hub, "config", "set", "auth.lti11.consumers", "canvas-key=canvas-secret",
+       "courses.lti", mapping, "auth.type", "lti11")
+    hw(hub, "config", "reload")
+    r = post_launch(*signed_launch(hub, user_id="cy", extra={
+        "context_id": "canvas-ctx-7",
+        "roles": "urn:lti:instrole:ims/lis/Student,urn:lti:role:ims/lis/TeachingAssistant"}))
+    assert r.status_code == 302, (r.status_code, r.text[:500])
+    assert r.headers["Location"] == f"/services/{A}/formgrader"
+    assert groups_of("cy") == [f"formgrade-{A}"]
+    r = post_launch(*signed_launch(hub, user_id="dee", extra={
+        "context_id": "canvas-ctx-7", "roles": "Learner"}))
+    assert r.status_code == 302 and groups_of("dee") == [f"nbgrader-{A}"]

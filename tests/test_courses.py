@@ -128,3 +128,20 @@ def test_backups_hold_the_courses_and_the_exchange(paths, registry):
     write_config(paths, TWO)
     assert courses.hardway_backup_paths(load_settings(paths, registry), paths) == [
         paths.state / "courses", paths.state / "exchange"]
+
+
+def test_an_nbgitpuller_link_opens_the_repository_in_her_server():
+    from urllib.parse import parse_qs, urlsplit
+
+    from hardway_plugins.courses.courses import git_pull_link
+
+    link = git_pull_link("https://hub.example.edu/", "https://git.example.edu/t/lesson-1.git",
+                         "main", "intro.ipynb")
+    parts = urlsplit(link)
+    assert parts.path == "/hub/user-redirect/git-pull"
+    assert parse_qs(parts.query) == {
+        "repo": ["https://git.example.edu/t/lesson-1.git"], "branch": ["main"],
+        "targetpath": ["lesson-1"], "urlpath": ["lab/tree/lesson-1/intro.ipynb"]}
+    assert "branch=" not in git_pull_link("http://127.0.0.1/", "git://127.0.0.1/l.git")
+    with pytest.raises(ConfigError, match="is not a git URL"):
+        git_pull_link("http://h/", "not a url")

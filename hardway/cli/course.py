@@ -53,8 +53,12 @@ def cmd_add(args: argparse.Namespace, paths: Paths) -> int:
             doc.set(key.name, {**current, args.lti_context: args.id})
             return f"mapped the LMS course {args.lti_context!r} to {args.id} (courses.lti)"
         if args.id in current:
-            raise UsageError(f"course {args.id!r} exists already (courses.list); "
-                             "`hardway course list` shows the courses")
+            # again: applied again (it finishes an add that was interrupted before its
+            # reload); a new title replaces the old one
+            if title and title != current[args.id]:
+                doc.set(key.name, {**current, args.id: title})
+                return f"course {args.id} is there already; its title is now {title!r}"
+            return f"course {args.id} is in courses.list already: applying it"
         doc.set(key.name, {**current, args.id: title})
         return f"added the course {args.id} to courses.list in {paths.config_file}"
 
@@ -76,9 +80,14 @@ def cmd_remove(args: argparse.Namespace, paths: Paths) -> int:
                 doc.set(key.name, kept)
             return ""
         if args.id not in current:
+            from hardway_plugins.courses import courses
+
+            if paths.unit(courses.unit_name(args.id)).exists():
+                # a remove interrupted before its reload: this one finishes it
+                return f"course {args.id} is out of courses.list already: applying it"
             raise UsageError(f"there is no course {args.id!r} in courses.list (it holds: "
                              f"{', '.join(sorted(current)) or 'none'})")
-        del current[args.id]
+        current.pop(args.id)
         doc.set(key.name, current)
         return f"removed the course {args.id} from courses.list in {paths.config_file}"
 
@@ -107,6 +116,21 @@ def cmd_list(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def cmd_link(args: argparse.Namespace, paths: Paths) -> int:
+    from hardway_plugins.courses import courses
+
+    from hardway.plugin import hub_url
+    from hardway.plugin.manager import Registry, load_settings, make_manager
+
+    settings = load_settings(paths, Registry(make_manager()))
+    if not settings["courses.list"]:
+        raise UsageError("nbgitpuller comes with courses: add one first (sudo hardway course "
+                         "add ID)")
+    print(courses.git_pull_link(hub_url(settings), args.repo, args.branch, args.path,
+                                args.app))
+    return 0
+
+
 def add_course_parser(sub: Any) -> None:
     p = sub.add_parser("course", help="the courses on this hub (nbgrader): add, remove, list")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -124,3 +148,11 @@ def add_course_parser(sub: Any) -> None:
                        help="seconds to wait for the services (default: %(default)s)")
     ls = verbs.add_parser("list", help="the courses and their formgraders")
     ls.set_defaults(func=cmd_list)
+    li = verbs.add_parser("link", help="an nbgitpuller link: students who open it get a git "
+                                       "repository's files in their server")
+    li.add_argument("repo", metavar="REPO", help="the repository's git URL")
+    li.add_argument("--branch", default="", help="its branch (default: its default branch)")
+    li.add_argument("--path", default="", help="the file to open in it (default: its folder)")
+    li.add_argument("--app", choices=("lab", "notebook"), default="lab",
+                    help="open it in JupyterLab or the classic notebook (default: lab)")
+    li.set_defaults(func=cmd_link)

@@ -477,6 +477,21 @@ class Doctor:
                 "clears it (the user can start the server again from the hub)"))
         if r is not None and not failed:
             out.append(Finding("unit.singleuser", OK, "no user's server unit has failed"))
+        # courses' formgraders (one unit per course)
+        r = _run(["systemctl", "list-units", "--all", "--plain", "--no-legend",
+                  "hardway-course-*.service"])
+        for line in (r.stdout if r else "").splitlines():
+            parts = line.split()
+            if len(parts) < 4:
+                continue
+            unit, active, sub = parts[0], parts[2], parts[3]
+            if active == "active":
+                out.append(Finding(f"unit.{unit}", OK, f"{unit}: {active} ({sub})"))
+            else:
+                out.append(Finding(
+                    f"unit.{unit}", PROBLEM, f"a course's formgrader is {active} ({sub}): "
+                    f"{unit}", f"`journalctl -u {unit} -n 50` says why; then `systemctl "
+                    f"restart {unit}` (or `hardway config reload`)"))
         return out
 
     # ports

@@ -25,6 +25,8 @@ from .checks import check_rendered, check_traefik
 from .install import (
     HUB_UNIT,
     PROXY_UNIT,
+    apt_step,
+    collect,
     ensure_generated_secrets,
     ensure_secret,
     hub_env,
@@ -41,6 +43,7 @@ from .install import (
     uv_path,
     wait_for_hub,
 )
+from .upgrade import apt_packages
 
 UNIT_OF = {"hub": HUB_UNIT, "proxy": PROXY_UNIT}
 
@@ -105,7 +108,11 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
             check_rendered(preview, paths)
         else:
             check_traefik(preview)
-        installed = environments(paths, system, registry, settings)
+        # the Debian packages a newly chosen plugin needs (docker.io, git for courses'
+        # nbgitpuller), as install does; those already there cost one dpkg query
+        installed = apt_step(system, collect(registry, settings, "apt")
+                             + apt_packages(settings))
+        installed += environments(paths, system, registry, settings)
         old_state = read_state(paths)
         ctx.state.update(old_state)
         installed += [c for choice in registry.selected(settings).values()

@@ -330,3 +330,22 @@ def hardway_backup_paths(settings: Settings, paths: Paths) -> list[Path]:
     if not course_ids(settings):
         return []
     return [paths.state / "courses", exchange(paths)]
+
+
+def git_pull_link(hub: str, repo: str, branch: str = "", path: str = "",
+                  app: str = "lab") -> str:
+    """An nbgitpuller link: opening it (logged in) clones or updates ``repo`` in the
+    user's home (into a directory named after the repository) and opens ``path`` in it,
+    or the directory. ``hub``: the hub's public URL (ends with its base URL)."""
+    from urllib.parse import urlencode, urlsplit
+
+    parts = urlsplit(repo)
+    if parts.scheme not in ("https", "http", "git", "ssh", "file") or not parts.path.strip("/"):
+        raise ConfigError(f"repository: {repo!r} is not a git URL; expected e.g. "
+                          "https://github.com/ORG/REPO (or git://, ssh://)")
+    target = parts.path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    opened = f"{target}/{path.lstrip('/')}" if path else target
+    query = {"repo": repo, **({"branch": branch} if branch else {}),
+             "targetpath": target,
+             "urlpath": f"{'lab/tree' if app == 'lab' else 'tree'}/{opened}"}
+    return f"{hub.rstrip('/')}/hub/user-redirect/git-pull?{urlencode(query)}"
