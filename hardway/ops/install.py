@@ -148,7 +148,6 @@ def read_inputs(registry: Registry, settings: Settings,
         wanted += registry.call(choice, "inputs", settings, paths)
     for key in settings.decl:
         wanted += secret_files(settings[key.name])
-    wanted.append(paths.doctor_token)  # the core hub config's doctor service
     wanted += generated_secrets(registry, settings, paths)
     out: dict[Path, bytes | None] = {}
     for path in wanted:
@@ -162,8 +161,9 @@ def read_inputs(registry: Registry, settings: Settings,
 
 
 def generated_secrets(registry: Registry, settings: Settings, paths: Paths) -> list[Path]:
-    """The token files plugins need (hardway_generated_secrets), checked to be secrets."""
-    out: list[Path] = []
+    """The token files rendering needs: the core hub config's doctor service, then the
+    plugins' (hardway_generated_secrets), checked to be secrets."""
+    out: list[Path] = [paths.doctor_token]
     for plugin, found in call_hook(registry.pm, "hardway_generated_secrets",
                                    settings=settings, paths=paths):
         for path in found:
@@ -176,7 +176,8 @@ def generated_secrets(registry: Registry, settings: Settings, paths: Paths) -> l
 
 def ensure_generated_secrets(registry: Registry, settings: Settings,
                              paths: Paths) -> list[str]:
-    """Generate the plugins' missing token files (before rendering reads them)."""
+    """Generate the missing token files (before rendering reads them): a hub installed
+    before `hardway doctor` existed gets the doctor's here, and restarts once to learn it."""
     changes = ensure_dir(paths.secrets, 0o700)
     for path in generated_secrets(registry, settings, paths):
         changes += ensure_secret(path, lambda: secrets.token_hex(32))

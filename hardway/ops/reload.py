@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +27,6 @@ from .install import (
     apt_step,
     collect,
     ensure_generated_secrets,
-    ensure_secret,
     hub_env,
     hub_env_fingerprint,
     post_install_step,
@@ -90,10 +88,7 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
             restart |= txn.to_restart(plan, code) | {UNIT_OF[c] for c in force}
             out("would restart: " + (", ".join(sorted(restart)) or "nothing"))
             return Outcome(changed, sorted(restart), [])
-        # the doctor's hub token (a hub installed before `hardway doctor` existed gets
-        # one here; the hub restarts once to learn it)
-        for line in ensure_secret(paths.doctor_token, lambda: secrets.token_hex(32)):
-            out(line)
+        # the doctor's and the plugins' hub tokens
         for line in ensure_generated_secrets(registry, settings, paths):
             out(line)
         # the whole rendered set is checked before any side effect (packages, users,

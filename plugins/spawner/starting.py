@@ -42,9 +42,6 @@ class StartQueue(LoggingConfigurable):
         30, config=True,
         help="Seconds a start may hold its place in the queue before the next one goes.")
 
-    #: why the server last stopped by itself, for the user ("" when it did not)
-    last_stop = ""
-
     @default("max_starting")
     def _default_max_starting(self) -> int:
         return os.cpu_count() or 2
@@ -54,7 +51,6 @@ class StartQueue(LoggingConfigurable):
         accepts connections, or ``max_starting_wait`` seconds; then its place goes to the
         next start and this one keeps waiting for its server outside the queue."""
         global _starting
-        self.last_stop = ""
         _stops.pop(self._stop_key(), None)
         if _starting is None:
             _starting = asyncio.Semaphore(self.max_starting)
@@ -120,15 +116,20 @@ class StartQueue(LoggingConfigurable):
         :attr:`last_stop` (once per start: the container or unit may be gone later)."""
         status = await super().poll()  # type: ignore[misc]
         if status is not None and not self.last_stop:
+            why = ""
             try:
-                self.last_stop = await self.describe_stop(status)
+                why = await self.describe_stop(status)
             except Exception as e:  # a report that fails must not break polling
                 self.log.warning("could not tell why %s stopped: %s", self.user.name, e)
-            if self.last_stop:
-                _stops[self._stop_key()] = self.last_stop
-                self.log.warning("%s's server stopped by itself: %s", self.user.name,
-                                 self.last_stop)
+            if why:
+                _stops[self._stop_key()] = why
+                self.log.warning("%s's server stopped by itself: %s", self.user.name, why)
         return status
+
+    @property
+    def last_stop(self) -> str:
+        """Why the server last stopped by itself, for the user ("" when it did not)."""
+        return _stops.get(self._stop_key(), "")
 
     def _stop_key(self) -> tuple[str, str]:
         return (self.user.name, getattr(self, "name", "") or "")
