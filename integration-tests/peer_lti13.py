@@ -41,7 +41,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lti1p3platform.ltiplatform import LTI1P3PlatformConfAbstract
-from lti1p3platform.message_launch import MessageLaunchAbstract
+from lti1p3platform.message_launch import LTIAdvantageMessageLaunchAbstract
 from lti1p3platform.oidc_login import OIDCLoginAbstract
 from lti1p3platform.registration import Registration
 from lti1p3platform.request import Request, TRequest
@@ -158,8 +158,10 @@ class _OIDCLogin(OIDCLoginAbstract):
         return url
 
 
-class _Launch(MessageLaunchAbstract):
+class _Launch(LTIAdvantageMessageLaunchAbstract):
     user: LtiUser
+    #: the platform's line items URL of the launch's course (AGS), or None
+    lineitems: str | None = None
     resource_link_id = "resource-link-1"
     #: the course (LTI context) launched from: id, title, label
     context = ("course-101", "Introduction to Data Science", "DATA101")
@@ -176,6 +178,8 @@ class _Launch(MessageLaunchAbstract):
                                       context_title=title, context_label=label)
         if u.custom:
             self.set_custom_parameters_claim(dict(u.custom))
+        if self.lineitems:  # the course's Assignment and Grade Services endpoint
+            self.set_ags(self.lineitems)
 
     def render_launch_form(self, launch_data: dict[str, Any], **kwargs: Any) -> dict[str, str]:
         return {"action": launch_data["launch_url"], "id_token": launch_data["id_token"],
@@ -205,6 +209,11 @@ class Lti13Platform:
         self.login_url = f"{self.hub_base}/hub/lti13/oauth_login"
         self.redirect_uri = f"{self.hub_base}/hub/lti13/oauth_callback"
         self.target_link_uri = f"{self.hub_base}/hub/"
+        #: LTI Advantage grades: the tool's key set (registered with the platform, as an
+        #: LMS admin pastes the tool's JWKS URL) and the platform's token endpoint
+        self.tool_jwks_url = f"{self.hub_base}/hub/lti13/jwks"
+        self.token_url = f"{self.base}/token"
+        self.ags = Ags(self)
         self._key = _rsa_pem()
         self._rogue_key = _rsa_pem()
         self.registration = (
@@ -304,6 +313,8 @@ class Lti13Platform:
         launch = _Launch(_Request((method, dict(args))), self.conf)
         launch.user = user
         launch.context = self.contexts.get(name, _Launch.context)
+        launch.lineitems = f"{self.base}/lineitems/{launch.context[0]}"
+        self.ags.members.add((launch.context[0], user.sub))
         try:
             form = launch.lti_launch()
         except Exception as e:  # lti1p3platform's own preflight checks
@@ -377,7 +388,10 @@ class Lti13Platform:
             def _route(self, method: str, args: dict[str, str]) -> None:
                 path = urlsplit(self.path).path
                 try:
-                    if path == "/jwks" and method == "GET":
+                    if path == "/token" and method == "POST":
+                        code, body = platform.ags.token(args)
+                        self._send(code, json.dumps(body), "application/json")
+                    elif path == "/jwks" and method == "GET":
                         self._send(200, json.dumps(platform.jwks()), "application/json")
                     elif path == "/launch" and method == "GET":
                         if not args.get("user"):
@@ -393,12 +407,26 @@ class Lti13Platform:
                 except PlatformRefusal as e:
                     self._send(400, f"platform refuses: {e}", "text/plain")
 
+            def _ags(self, method: str, body: str) -> bool:
+                parts = urlsplit(self.path)
+                if not parts.path.startswith("/lineitems/"):
+                    return False
+                code, ctype, answer = platform.ags.serve(
+                    method, parts.path, dict(parse_qsl(parts.query)), dict(self.headers),
+                    body)
+                self._send(code, json.dumps(answer), ctype)
+                return True
+
             def do_GET(self) -> None:
+                if self._ags("GET", ""):
+                    return
                 self._route("GET", dict(parse_qsl(urlsplit(self.path).query)))
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode()
+                if self._ags("POST", body):
+                    return
                 args = dict(parse_qsl(urlsplit(self.path).query))
                 args.update(parse_qsl(body))
                 self._route("POST", args)
@@ -424,6 +452,152 @@ class Lti13Platform:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --- LTI Advantage: Assignment and Grade Services ----------------------------------------
+
+AGS_SCOPES = {
+    "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
+    "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem.readonly",
+    "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly",
+    "https://purl.imsglobal.org/spec/lti-ags/scope/score",
+}
+LINEITEM = "application/vnd.ims.lis.v2.lineitem+json"
+LINEITEMS = "application/vnd.ims.lis.v2.lineitemcontainer+json"
+SCORE = "application/vnd.ims.lis.v1.score+json"
+
+
+class Ags:
+    """The platform's grade services, as an LMS implements them (written for the tests:
+    lti1p3platform leaves them abstract): the OAuth 2 token endpoint taking the tool's
+    JWT client assertion (RFC 7523, checked against the tool's registered JWKS URL: its
+    signature, iss = sub = client_id, aud = the token URL, exp, a jti used once), the line
+    items of each course (list, find, create) and their scores, per platform user id.
+
+    ``revoke()`` is an LMS admin disabling the tool's key: tokens given out stop working
+    and no new one is given (401 invalid_client) until ``restore()``."""
+
+    def __init__(self, platform: Lti13Platform) -> None:
+        self.platform = platform
+        self.members: set[tuple[str, str]] = set()  # (context id, user sub) launched
+        self.tokens: dict[str, set[str]] = {}  # access token -> scopes
+        self.jtis: set[str] = set()
+        self.revoked = False
+        self.lineitems: dict[str, list[dict[str, Any]]] = {}  # context -> line items
+        #: line item id -> {user sub: the last score posted}
+        self.scores: dict[str, dict[str, dict[str, Any]]] = {}
+        self.token_requests: list[tuple[int, str]] = []  # (status, error or "")
+        self.score_posts = 0
+        self._lock = threading.Lock()
+
+    def revoke(self) -> None:
+        with self._lock:
+            self.revoked = True
+            self.tokens.clear()
+
+    def restore(self) -> None:
+        with self._lock:
+            self.revoked = False
+
+    def gradebook(self, context: str, label: str) -> dict[str, float]:
+        """{user sub: scoreGiven / scoreMaximum} of the line item ``label`` of a course."""
+        for item in self.lineitems.get(context, []):
+            if item["label"] == label:
+                return {sub: s["scoreGiven"] / s["scoreMaximum"]
+                        for sub, s in self.scores.get(item["id"], {}).items()}
+        raise KeyError(f"the course {context} has no line item {label!r}: "
+                       f"{[i['label'] for i in self.lineitems.get(context, [])]}")
+
+    def _refuse(self, status: int, error: str, why: str) -> tuple[int, dict[str, str]]:
+        self.token_requests.append((status, why))
+        return status, {"error": error, "error_description": why}
+
+    def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        p = self.platform
+        if form.get("grant_type") != "client_credentials":
+            return self._refuse(400, "unsupported_grant_type", "grant_type")
+        if form.get("client_assertion_type") != \
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+            return self._refuse(400, "invalid_request", "client_assertion_type")
+        assertion = form.get("client_assertion") or ""
+        try:
+            kid = jwt.get_unverified_header(assertion).get("kid")
+            keys = _session().get(p.tool_jwks_url, timeout=10).json()["keys"]
+            key = next(k for k in keys if k.get("kid") == kid)
+            claims = jwt.decode(assertion, jwt.PyJWK(key).key, algorithms=["RS256"],
+                                audience=p.token_url, issuer=p.client_id,
+                                options={"require": ["exp", "iat", "jti", "sub"]})
+        except StopIteration:
+            return self._refuse(401, "invalid_client", "no tool key with that kid")
+        except Exception as e:  # any bad assertion is a refusal
+            return self._refuse(401, "invalid_client", f"client assertion: {e}")
+        if claims["sub"] != p.client_id:
+            return self._refuse(401, "invalid_client", "sub is not the client_id")
+        with self._lock:
+            if claims["jti"] in self.jtis:
+                return self._refuse(401, "invalid_client", "jti used before")
+            self.jtis.add(claims["jti"])
+            if self.revoked:
+                return self._refuse(401, "invalid_client", "the tool's key was disabled")
+            scopes = set((form.get("scope") or "").split()) & AGS_SCOPES
+            if not scopes:
+                return self._refuse(400, "invalid_scope", "no grade scope requested")
+            token = secrets.token_urlsafe(24)
+            self.tokens[token] = scopes
+        self.token_requests.append((200, ""))
+        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600,
+                     "scope": " ".join(sorted(scopes))}
+
+    def serve(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
+              body: str) -> tuple[int, str, Any]:
+        """/lineitems/CONTEXT (GET: list, POST: create), /lineitems/CONTEXT/N/scores (POST)."""
+        auth = headers.get("Authorization") or ""
+        with self._lock:
+            scopes = self.tokens.get(auth.removeprefix("Bearer ")) \
+                if auth.startswith("Bearer ") else None
+        if scopes is None:
+            return 401, "application/json", {"error": "invalid_token"}
+        parts = path.strip("/").split("/")  # lineitems, context[, n, scores]
+        context = parts[1] if len(parts) > 1 else ""
+        base = f"{self.platform.base}/lineitems/{context}"
+        with self._lock:
+            items = self.lineitems.setdefault(context, [])
+            if len(parts) == 2 and method == "GET":
+                found = [i for i in items
+                         if all(i.get(k) == query[q] for q, k in
+                                (("resource_id", "resourceId"), ("tag", "tag"),
+                                 ("resource_link_id", "resourceLinkId")) if q in query)]
+                return 200, LINEITEMS, found
+            if len(parts) == 2 and method == "POST":
+                if "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem" not in scopes:
+                    return 403, "application/json", {"error": "lineitem scope needed"}
+                item = json.loads(body or "{}")
+                if not item.get("label") or not (item.get("scoreMaximum") or 0) > 0:
+                    return 400, "application/json", {"error": "label and scoreMaximum > 0"}
+                item["id"] = f"{base}/{len(items) + 1}"
+                items.append(item)
+                return 201, LINEITEM, item
+            if len(parts) == 4 and parts[3] == "scores" and method == "POST":
+                item_id = f"{base}/{parts[2]}"
+                if not any(i["id"] == item_id for i in items):
+                    return 404, "application/json", {"error": "no such line item"}
+                if "https://purl.imsglobal.org/spec/lti-ags/scope/score" not in scopes:
+                    return 403, "application/json", {"error": "score scope needed"}
+                if (headers.get("Content-Type") or "").split(";")[0] != SCORE:
+                    return 415, "application/json", {"error": f"Content-Type is not {SCORE}"}
+                score = json.loads(body or "{}")
+                missing = [k for k in ("userId", "scoreGiven", "scoreMaximum", "timestamp",
+                                       "activityProgress", "gradingProgress")
+                           if k not in score]
+                if missing:
+                    return 400, "application/json", {"error": f"missing {missing}"}
+                if (context, score["userId"]) not in self.members:
+                    return 400, "application/json", {
+                        "error": f"user {score['userId']} is not in the course {context}"}
+                self.scores.setdefault(item_id, {})[score["userId"]] = score
+                self.score_posts += 1
+                return 200, "application/json", {}
+        return 404, "application/json", {"error": "not found"}
 
 
 # --- a browser's part, with requests -----------------------------------------------------

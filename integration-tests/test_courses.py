@@ -26,7 +26,9 @@ import time
 import pytest
 from conftest import install_fresh, record
 from hubclient import HubUser
-from peer_lti13 import Lti13Platform
+from nbgrader_cycle import NBGRADER, NOTEBOOK, feedback, solve, step_succeeded
+from peer_lti11 import Lti11Outcomes
+from peer_lti13 import Lti13Platform, _session
 from peer_lti13 import launch as launch_lti13
 from test_auth import post_launch, signed_launch
 
@@ -35,51 +37,10 @@ A, B, C = "data-101", "stats-2", "late-3"
 LMS = {A: "lms-ctx-data-101", B: "lms-ctx-stats-2", C: "lms-ctx-late-3"}
 TA_ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"
 PLATFORM_PORT = 9092
+LTI11_OUTCOMES_PORT = 9093
 EXCHANGE = "/var/lib/hardway/exchange"
-#: an autogradable notebook: a solution cell and a test cell worth 2 points
-NOTEBOOK = {
-    "nbformat": 4, "nbformat_minor": 5,
-    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                "language": "python"}},
-    "cells": [
-        {"cell_type": "code", "id": "answer", "execution_count": None, "outputs": [],
-         "source": "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n"
-                   "    ### END SOLUTION\n",
-         "metadata": {"nbgrader": {"grade": False, "solution": True, "locked": False,
-                                   "grade_id": "add_answer", "schema_version": 3}}},
-        {"cell_type": "code", "id": "tests", "execution_count": None, "outputs": [],
-         "source": "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n",
-         "metadata": {"nbgrader": {"grade": True, "solution": False, "locked": True,
-                                   "points": 2, "grade_id": "add_tests",
-                                   "schema_version": 3}}},
-    ],
-}
-#: nbgrader's own command line, in the user's kernel, from her home
-NBGRADER = """
-import os, subprocess, sys
-def nbgrader(*args):
-    r = subprocess.run([sys.executable, "-m", "nbgrader", *args], capture_output=True,
-                       text=True, cwd=os.path.expanduser("~"), timeout=300)
-    return {"rc": r.returncode, "out": (r.stdout + r.stderr)[-3000:]}
-"""
-SOLVE = NBGRADER + f"""
-import json, nbformat
-got = {{"fetch": nbgrader("fetch_assignment", "ps1", "--course", "{A}")}}
-path = os.path.expanduser("~/{A}/ps1/problem.ipynb")
-nb = nbformat.read(path, as_version=4)
-for cell in nb.cells:
-    if cell.metadata.get("nbgrader", {{}}).get("grade_id") == "add_answer":
-        cell.source = "def add(a, b):\\n    return a + b\\n"
-nbformat.write(nb, path)
-got["submit"] = nbgrader("submit", "ps1", "--course", "{A}")
-print(json.dumps(got))
-"""
-FEEDBACK = NBGRADER + f"""
-import glob, json
-got = nbgrader("fetch_feedback", "ps1", "--course", "{A}")
-got["files"] = sorted(glob.glob(os.path.expanduser("~/{A}/ps1/feedback/*/problem.html")))
-print(json.dumps(got))
-"""
+SOLVE = solve(A)
+FEEDBACK = feedback(A)
 #: what a user's kernel can reach of the courses' files
 PROBE = f"""
 import json, os
@@ -157,11 +118,7 @@ def formgrader(u: HubUser, cid: str, method: str, path: str, **kw):
 
 def step_ok(hub, r, cid: str, what: str) -> None:
     """A formgrader step answered success; else its answer and the course's log."""
-    try:
-        ok = r.status_code == 200 and r.json().get("success") is True
-    except ValueError:  # not JSON: an error page
-        ok = False
-    if not ok:
+    if not step_succeeded(r):
         log = hub.c.run(["journalctl", "-u", f"hardway-course-{cid}", "-n", "60",
                          "--no-pager"], check=False).stdout
         raise AssertionError(f"{what}: {r.status_code} {r.text[:1500]}\n{log[-5000:]}")
@@ -203,7 +160,8 @@ def test_2_lti_launches_put_each_user_in_their_courses_groups(hub, platform):
        "auth.lti13.client_id", platform.client_id,
        "auth.lti13.authorize_url", platform.authorize_url,
        "auth.lti13.jwks_url", platform.jwks_url,
-       "auth.lti13.username_key", "preferred_username", "auth.type", "lti13")
+       "auth.lti13.username_key", "preferred_username",
+       "auth.lti13.token_url", platform.token_url, "auth.type", "lti13")
     hw(hub, "config", "reload")
     formgrader_of = "/services/{}/formgrader"
     assert launch(hub, platform, "prof", A, "Instructor") == formgrader_of.format(A)
@@ -263,6 +221,96 @@ def test_5_prof_collects_autogrades_and_releases_feedback(hub):
 def test_6_ana_fetches_her_feedback(hub):
     got = kernel(hub, "ana", FEEDBACK)
     assert got["rc"] == 0 and len(got["files"]) == 1, got
+
+
+def hand_in(hub, cid: str, student: str) -> None:
+    """``student`` hands ps1 in by other means than the exchange (the instructor puts a
+    copy of ana's notebook in the course's submitted directory), then prof autogrades it."""
+    course = f"/var/lib/hardway/courses/{cid}/course/submitted"
+    hub.c.run(["runuser", "-u", f"grader-{cid}", "--", "cp", "-r", f"{course}/jupyter-ana",
+               f"{course}/{student}"])
+    step_ok(hub, formgrader(user(hub, "prof"), cid, "POST",
+                            f"submission/ps1/{student}/autograde"), cid, "autograde")
+
+
+def grades(hub, cid: str, *extra: str):
+    r = hw(hub, "course", "grades", cid, *extra, check=False, timeout=300)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def test_6b_grades_go_back_to_the_lms(hub, platform):
+    """LTI 1.3 Assignment and Grade Services: the platform takes the tool's signed token
+    request only with the key at /hub/lti13/jwks; ana's score reaches her line item."""
+    jwks = _session().get(f"{hub.base}/hub/lti13/jwks", timeout=30).json()
+    assert [(k["kty"], k["alg"], "d" in k) for k in jwks["keys"]] == [("RSA", "RS256", False)]
+    hand_in(hub, A, "jupyter-dan")  # dan never launched from the LMS
+    ana = platform.user("ana").sub
+    # the LMS admin disabled the tool's key: one clear line, nothing marked sent
+    platform.ags.revoke()
+    r = grades(hub, A)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("hardway: error:")]
+    assert r.returncode == 1 and len(errors) == 1, (r.stdout, r.stderr)
+    assert f"refused this tool's token request at {platform.token_url} (HTTP 401" in errors[0]
+    assert "nothing is lost" in r.stderr
+    assert re.search(r"^  ps1\tana \(jupyter-ana\)\t2/2\tNOT SENT", r.stdout, re.M), r.stdout
+    assert re.search(r"^  ps1\tjupyter-dan\t2/2\tnot sent: no LMS identity", r.stdout,
+                     re.M), r.stdout
+    assert platform.ags.token_requests[-1] == (401, "the tool's key was disabled")
+    assert not platform.ags.lineitems.get(LMS[A])
+    # the LMS is down
+    platform.ags.restore()
+    platform.stop()
+    try:
+        r = grades(hub, A)
+    finally:
+        platform.start()
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert f"hardway: error: the LMS could not be reached at {platform.token_url} " \
+           "(Connection refused)" in r.stderr, r.stderr
+    # back: the next run sends what the others could not
+    t0 = time.monotonic()
+    r = grades(hub, A)
+    record("grades-sent", {"figure": round(time.monotonic() - t0, 2), "unit": "s",
+                           "how": "hardway course grades (token, line item, 1 score)"})
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert re.search(r"^  ps1\tana \(jupyter-ana\)\t2/2\tsent: line item 'ps1'", r.stdout,
+                     re.M), r.stdout
+    assert "sent 1, unchanged 0, no LMS identity 1, refused 0, not sent 0" in r.stdout
+    assert platform.ags.gradebook(LMS[A], "ps1") == {ana: 1.0}
+    (item,) = platform.ags.lineitems[LMS[A]]
+    assert (item["resourceId"], item["scoreMaximum"]) == ("ps1", 2.0)
+    # again: nothing new to send, nothing sent twice
+    posts = platform.ags.score_posts
+    r = grades(hub, A)
+    assert r.returncode == 0 and "sent 0, unchanged 1" in r.stdout, r.stdout
+    assert platform.ags.score_posts == posts
+    r = grades(hub, A, "--assignment", "ps9")
+    assert r.returncode == 2 and "--assignment: 'ps9' has no autograded submission in " \
+        f"course {A} (its gradebook has: ps1)" in r.stderr, r.stderr
+
+
+def test_6c_grades_can_go_on_a_timer(hub, platform):
+    c = hub.c
+    hw(hub, "config", "set", "courses.grades_every", "15")
+    hw(hub, "config", "reload")
+    assert c.run(["systemctl", "is-active", "hardway-course-grades.timer"]).stdout.strip() \
+        == "active"
+    assert c.run(["systemctl", "is-enabled", "hardway-course-grades.timer"]
+                 ).stdout.strip() == "enabled"
+    # what the timer runs: every course, as root; its report is in the journal
+    r = c.run(["systemctl", "start", "hardway-course-grades.service"], check=False,
+              timeout=300)
+    log = c.run(["journalctl", "-u", "hardway-course-grades.service", "--no-pager", "-o",
+                 "cat"]).stdout
+    assert r.returncode == 0, log
+    assert f"hardway: course {A}: grades for the LMS" in log and "sent 0, unchanged 1" in log
+    assert f"hardway: course {B}: no autograded submission yet" in log, log
+    hw(hub, "config", "set", "courses.grades_every", "0")
+    hw(hub, "config", "reload")
+    assert not c.path("/etc/systemd/system/hardway-course-grades.timer").exists()
+    assert c.run(["systemctl", "is-active", "hardway-course-grades.timer"], check=False
+                 ).stdout.strip() != "active"
 
 
 def test_7_nobody_sees_more_than_their_courses(hub):
@@ -383,6 +431,18 @@ def test_10_an_lti11_launch_joins_its_course_too(hub):
     assert r.status_code == 302, (r.status_code, r.text[:500])
     assert r.headers["Location"] == f"/services/{A}/formgrader"
     assert groups_of("cy") == [f"formgrade-{A}"]
-    r = post_launch(*signed_launch(hub, user_id="dee", extra={
-        "context_id": "canvas-ctx-7", "roles": "Learner"}))
-    assert r.status_code == 302 and groups_of("dee") == [f"nbgrader-{A}"]
+    with Lti11Outcomes(LTI11_OUTCOMES_PORT, {"canvas-key": "canvas-secret"}) as lms:
+        sourcedid = lms.give_out("dee", "ps1")
+        r = post_launch(*signed_launch(hub, user_id="dee", extra={
+            "context_id": "canvas-ctx-7", "roles": "Learner",
+            # a graded link: Canvas's outcome service, dee's result in it, the assignment
+            "lis_outcome_service_url": lms.url, "lis_result_sourcedid": sourcedid,
+            "custom_nbgrader_assignment": "ps1"}))
+        assert r.status_code == 302 and groups_of("dee") == [f"nbgrader-{A}"]
+        # Basic Outcomes: dee's score, signed with the consumer's secret
+        hand_in(hub, A, "jupyter-dee")
+        r = grades(hub, A)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert re.search(r"^  ps1\tdee \(jupyter-dee\)\t2/2\tsent: the LTI 1.1 link",
+                         r.stdout, re.M), r.stdout
+        assert lms.results == {sourcedid: 1.0} and not lms.refusals, lms.refusals

@@ -145,7 +145,15 @@ def test_lti13_deployment_ids_are_rendered_and_printed(paths, registry, capsys, 
     write_config(paths, "public_url: https://hub.example.edu/\nauth:\n  type: lti13\n"
                  + CONFIGS["lti13"])
     assert main(["lti"]) == 0
-    assert "deployment ids allowed: any" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "deployment ids allowed: any" in out
+    # grades: the tool's key for the LMS to register, and the platform's token URL
+    assert "public JWK URL (the tool's key, for grades): https://hub.example.edu/hub/" \
+        "lti13/jwks" in out
+    assert "token URL (grades): not set: no grades are sent" in out
+    assert main(["config", "set", "auth.lti13.token_url", "http://lms.example.edu/t"]) == 2
+    assert "auth.lti13.token_url: 'http://lms.example.edu/t' must use https://" in \
+        capsys.readouterr().err
     assert main(["config", "set", "auth.lti13.deployment_ids", "42:abc,00017"]) == 0
     settings = load_settings(paths, registry)
     assert settings["auth.lti13.deployment_ids"] == ["42:abc", "00017"]  # text, zeros kept

@@ -145,3 +145,44 @@ def test_an_nbgitpuller_link_opens_the_repository_in_her_server():
     assert "branch=" not in git_pull_link("http://127.0.0.1/", "git://127.0.0.1/l.git")
     with pytest.raises(ConfigError, match="is not a git URL"):
         git_pull_link("http://h/", "not a url")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="courses need Python >= 3.11")
+def test_grades_are_sent_on_a_timer_only_when_asked(paths, registry):
+    write_config(paths, TWO)
+    ensure_generated_secrets(registry, load_settings(paths, registry), paths)
+    _, files = render(paths, registry)
+    assert paths.unit("hardway-course-grades.timer") not in files
+    write_config(paths, TWO.replace("courses:\n", "courses:\n  grades_every: 30\n"))
+    _, files = render(paths, registry)
+    timer = files[paths.unit("hardway-course-grades.timer")]
+    service = files[paths.unit("hardway-course-grades.service")]
+    assert "OnUnitInactiveSec=30min" in timer.content.decode()
+    assert f"ExecStart={paths.cli_link} course grades --all\n" in service.content.decode()
+    # a change restarts the timer, never runs the job at a reload
+    assert timer.component == service.component == "hardway-course-grades.timer"
+    write_config(paths, TWO.replace("courses:\n", "courses:\n  grades_every: -5\n"))
+    with pytest.raises(ConfigError, match=r"courses\.grades_every"):
+        load_settings(paths, registry)
+
+
+def test_the_lti13_tool_gets_its_own_signing_key_and_serves_its_public_half(paths, registry):
+    write_config(paths, "auth:\n  type: lti13\n  lti13:\n    issuer: https://lms.example.edu\n"
+                        "    client_id: ['tool-1']\n"
+                        "    authorize_url: https://lms.example.edu/authorize\n"
+                        "    jwks_url: https://lms.example.edu/jwks\n")
+    settings = load_settings(paths, registry)
+    key = paths.secrets / "lti13-tool-key.pem"
+    assert key in generated_secrets(registry, settings, paths)
+    ensure_generated_secrets(registry, settings, paths)
+    assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert key.stat().st_mode & 0o777 == 0o600
+    _, files = render(paths, registry)
+    config = json.loads(files[paths.hub_json].content)["config"]
+    (public,) = config["HardwayLTI13Authenticator"]["tool_jwks"]["keys"]
+    assert public["kty"] == "RSA" and "d" not in public
+    assert config["HardwayLTI13Authenticator"]["grades_db_path"].endswith(
+        "/hub/lti-grades.sqlite")
+    before = key.read_bytes()
+    ensure_generated_secrets(registry, settings, paths)  # kept: the LMS has its public half
+    assert key.read_bytes() == before

@@ -43,8 +43,8 @@ RECORD_VERSION = 1
 
 
 #: the kinds of systemd unit a helper component may name (a socket: its service is
-#: started by it)
-UNIT_SUFFIXES = (".service", ".socket")
+#: started by it; a timer: its oneshot service runs when it fires, never at a reload)
+UNIT_SUFFIXES = (".service", ".socket", ".timer")
 
 
 def unit_of(component: str) -> str | None:

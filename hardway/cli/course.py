@@ -1,4 +1,4 @@
-"""`hardway course add|remove|list`: the courses on this hub (courses.list), applied at
+"""`hardway course add|remove|list|link|grades`: the courses on this hub (courses.list), applied at
 once (a reload: the new course's formgrader starts, the hub restarts; users' servers keep
 running). Who is in a course is the hub's groups nbgrader-ID and formgrade-ID (LTI
 launches, the admin page)."""
@@ -131,6 +131,96 @@ def cmd_link(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def cmd_grades(args: argparse.Namespace, paths: Paths) -> int:
+    """Send the course's autograded scores to the LMS gradebook (LTI 1.3 AGS, LTI 1.1
+    Basic Outcomes); what the LMS accepted is kept, the rest is sent by the next run."""
+    from hardway.plugin.manager import Registry, load_settings, make_manager
+
+    require_root()
+    settings = load_settings(paths, Registry(make_manager()))
+    listed = settings["courses.list"]
+    if args.all == bool(args.id):
+        raise UsageError("course grades: name one course (ID) or give --all")
+    if args.all and args.assignment:
+        raise UsageError("--assignment: names an assignment of one course; it cannot go "
+                         "with --all")
+    if args.id and args.id not in listed:
+        raise UsageError(f"there is no course {args.id!r} in courses.list (it holds: "
+                         f"{', '.join(sorted(listed)) or 'none'})")
+    ok = True
+    for cid in sorted(listed) if args.all else [args.id]:
+        ok = _send_grades(settings, paths, cid, args.assignment, args.timeout) and ok
+    return 0 if ok else 1
+
+
+def _send_grades(settings: Any, paths: Paths, cid: str, assignment: str,
+                 timeout: float) -> bool:
+    import sys
+
+    from hardway_plugins.auth import lti, lti_grades
+    from hardway_plugins.courses import courses
+    from hardway_plugins.spawner.systemd import unix_name
+
+    from hardway.apply.system import System
+    from hardway.errors import ConfigError
+
+    rows = courses.read_scores(System(), paths, cid)
+    if assignment:
+        names = sorted({r["assignment"] for r in rows})
+        if assignment not in names:
+            raise UsageError(f"--assignment: {assignment!r} has no autograded submission "
+                             f"in course {cid} (its gradebook has: "
+                             f"{', '.join(names) or 'none'})")
+        rows = [r for r in rows if r["assignment"] == assignment]
+    if not rows:
+        print(f"hardway: course {cid}: no autograded submission yet: nothing to send")
+        return True
+    store = lti_grades.GradeStore(lti.grades_db_path(paths))
+    known = {u for t in store.lti13_targets(cid) for u in t.members}
+    known |= {r.username for r in store.lti11_results(cid)}
+    prefix = (settings["spawner.systemd.user_prefix"]
+              if "spawner.systemd.user_prefix" in settings.decl else "jupyter-")
+    existing = settings["auth.type"] == "pam"
+    username = {unix_name(u, prefix, existing=existing): u for u in sorted(known)}
+    scores = [lti_grades.Score(r["assignment"], r["student"], username.get(r["student"]),
+                               r["score"], r["max_score"], r["needs_manual_grade"])
+              for r in rows]
+    key_file = lti.tool_key_file(paths)
+    key = key_file.read_text() if key_file.exists() else None
+    lti11_secrets: dict[str, str] = {}
+    if "auth.lti11.consumers" in settings.decl and settings["auth.lti11.consumers"]:
+        try:
+            lti11_secrets = lti.consumer_secrets(settings)
+        except ConfigError as e:
+            print(f"hardway: LTI 1.1 grades cannot be signed: {e}", file=sys.stderr)
+    token_url = (settings["auth.lti13.token_url"]
+                 if "auth.lti13.token_url" in settings.decl else "")
+    report = lti_grades.send_all(store, cid, scores, token_url=token_url,
+                                 private_key=key, lti11_secrets=lti11_secrets,
+                                 timeout=timeout)
+    print(f"hardway: course {cid}: grades for the LMS")
+    for line in sorted(report.lines, key=lambda x: (x.score.assignment, x.score.student)):
+        s = line.score
+        who = f"{s.username} ({s.student})" if s.username else s.student
+        label = {"sent": "sent", "unchanged": "unchanged", "unknown": "not sent",
+                 "failed": "NOT SENT", "refused": "REFUSED"}[line.status]
+        print(f"  {s.assignment}\t{who}\t{_fmt(s.score)}/{_fmt(s.max_score)}\t{label}: "
+              f"{line.detail}")
+    print(f"sent {report.count('sent')}, unchanged {report.count('unchanged')}, "
+          f"no LMS identity {report.count('unknown')}, refused {report.count('refused')}, "
+          f"not sent {report.count('failed')}")
+    for error in report.errors:
+        print(f"hardway: error: {error}", file=sys.stderr)
+    if not report.ok:
+        print(f"hardway: nothing is lost: the scores not sent are sent by the next `hardway "
+              f"course grades {cid}`", file=sys.stderr)
+    return report.ok
+
+
 def add_course_parser(sub: Any) -> None:
     p = sub.add_parser("course", help="the courses on this hub (nbgrader): add, remove, list")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -156,3 +246,12 @@ def add_course_parser(sub: Any) -> None:
     li.add_argument("--app", choices=("lab", "notebook"), default="lab",
                     help="open it in JupyterLab or the classic notebook (default: lab)")
     li.set_defaults(func=cmd_link)
+    g = verbs.add_parser("grades", help="send the course's autograded scores to the LMS "
+                                        "gradebook (LTI 1.3 or 1.1)")
+    g.add_argument("id", metavar="ID", nargs="?", default="")
+    g.add_argument("--all", action="store_true", help="every course (what the timer of "
+                   "courses.grades_every runs)")
+    g.add_argument("--assignment", default="", help="only this nbgrader assignment")
+    g.add_argument("--timeout", type=float, default=20,
+                   help="seconds to wait for each answer of the LMS (default: %(default)s)")
+    g.set_defaults(func=cmd_grades)

@@ -180,8 +180,20 @@ def ensure_generated_secrets(registry: Registry, settings: Settings,
     before `hardway doctor` existed gets the doctor's here, and restarts once to learn it."""
     changes = ensure_dir(paths.secrets, 0o700)
     for path in generated_secrets(registry, settings, paths):
-        changes += ensure_secret(path, lambda: secrets.token_hex(32))
+        changes += ensure_secret(path, private_key_pem if path.suffix == ".pem"
+                                 else lambda: secrets.token_hex(32))
     return changes
+
+
+def private_key_pem() -> str:
+    """A new RSA key (2048 bits, PKCS#8 PEM): a ``.pem`` generated secret, such as the
+    LTI 1.3 tool's signing key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode().strip()
 
 
 def render_now(settings: Settings, registry: Registry, ctx: Context) -> list[File]:

@@ -156,8 +156,9 @@ def hardway_files(settings: Settings, ctx: Context) -> list[File]:
 def hardway_generated_secrets(settings: Settings, paths: Paths) -> list[Path]:
     """Root-only files, each holding a random token this plugin's rendering needs (a
     service's API token). ``hardway install`` and ``config reload`` generate those that
-    are missing (32 random bytes, hex, mode 0600) before rendering, which reads them
-    through ``ctx.read``. Return a list of absolute ``pathlib.Path`` under
+    are missing (32 random bytes, hex, mode 0600; a name ending ``.pem``: an RSA private
+    key, PKCS#8 PEM, for a signing key) before rendering, which reads them through
+    ``ctx.read``. Return a list of absolute ``pathlib.Path`` under
     ``paths.secrets`` (``[]`` for none); anything else is an error naming the plugin.
     """
 

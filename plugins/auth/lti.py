@@ -15,6 +15,7 @@ platform's deployments the admin registered (``auth.lti13.deployment_ids``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hardway.plugin import (
@@ -22,6 +23,7 @@ from hardway.plugin import (
     ConfigError,
     Context,
     Key,
+    Paths,
     Settings,
     allow_all_unless_listed,
     hookimpl,
@@ -29,11 +31,25 @@ from hardway.plugin import (
 )
 from hardway.plugin import keytypes as kt
 
+from .lti_grades import tool_jwks
+
 NONCE_DB = "lti-nonces.sqlite"  # in paths.hub_dir (root-only): used nonces, both versions
+#: in paths.hub_dir (root-only): students' LMS identities and the grades sent (lti_grades)
+GRADES_DB = "lti-grades.sqlite"
 
 
 def nonce_db_path(ctx: Context) -> str:
     return str(ctx.paths.hub_dir / NONCE_DB)
+
+
+def grades_db_path(paths: Paths) -> Path:
+    return paths.hub_dir / GRADES_DB
+
+
+def tool_key_file(paths: Paths) -> Path:
+    """The LTI 1.3 tool's own signing key (grades: the client assertion of its token
+    requests); the LMS reads its public half at /hub/lti13/jwks."""
+    return paths.secrets / "lti13-tool-key.pem"
 
 
 def consumers_declared(settings: Settings) -> dict[str, str]:
@@ -100,7 +116,8 @@ class Lti11(Choice):
                            "hardway_plugins.auth.lti_checks.HardwayLTI11Authenticator"},
             "LTI11Authenticator": {"consumers": consumer_secrets(settings, ctx.secret),
                                    "username_key": settings["auth.lti11.username_key"]},
-            "HardwayLTI11Authenticator": {"nonce_db_path": nonce_db_path(ctx)},
+            "HardwayLTI11Authenticator": {"nonce_db_path": nonce_db_path(ctx),
+                                          "grades_db_path": str(grades_db_path(ctx.paths))},
             "Authenticator": allow_all_unless_listed(settings),
         }
 
@@ -128,13 +145,19 @@ class Lti13(Choice):
                 "Deployment ids of this tool on the platform (the id_token's deployment_id "
                 "claim; Canvas shows it under the app's Deployment Id) allowed to launch; "
                 "kept as text. Empty: any deployment of the platform."),
+            Key("auth.lti13.token_url", kt.Url(), "",
+                "The platform's OAuth 2 token endpoint (Canvas: https://DOMAIN/login/"
+                "oauth2/token; Moodle: https://SITE/mod/lti/token.php): where the tool "
+                "gets its token to send grades (hardway course grades). Empty: no grades "
+                "are sent."),
         ]
 
     def hub_packages(self, settings: Settings) -> list[str]:
         return ["jupyterhub-ltiauthenticator"]
 
     def validate(self, settings: Settings) -> None:
-        for key in ("auth.lti13.authorize_url", "auth.lti13.jwks_url"):
+        for key in ("auth.lti13.authorize_url", "auth.lti13.jwks_url",
+                    "auth.lti13.token_url"):
             value = settings[key]
             if value.startswith("http://") and not value.startswith(
                     ("http://127.0.0.1", "http://localhost")):
@@ -154,7 +177,10 @@ class Lti13(Choice):
             },
             "HardwayLTI13Authenticator": {
                 "nonce_db_path": nonce_db_path(ctx),
+                "grades_db_path": str(grades_db_path(ctx.paths)),
                 "deployment_ids": sorted(settings["auth.lti13.deployment_ids"]),
+                # the tool's public key, served at /hub/lti13/jwks for the LMS
+                "tool_jwks": tool_jwks(ctx.read(tool_key_file(ctx.paths))),
             },
             "Authenticator": allow_all_unless_listed(settings),
         }
@@ -173,18 +199,31 @@ def lms_instructions(settings: Settings) -> str:
                 f"  launch URL:    {base}/lti/launch\n"
                 f"  config XML:    {base}/lti11/config\n"
                 f"  consumer keys: {keys} (the secrets are in auth.lti11.consumers)\n"
-                f"  open in a new window: JupyterHub refuses to run inside an iframe\n")
+                f"  open in a new window: JupyterHub refuses to run inside an iframe\n"
+                f"  grades back to the LMS: give each graded link the custom parameter\n"
+                f"    nbgrader_assignment=NAME (the nbgrader assignment), then run\n"
+                f"    `sudo hardway course grades COURSE` after autograding\n")
     if settings["auth.type"] == "lti13":
         deployments = ", ".join(sorted(settings["auth.lti13.deployment_ids"])) or (
             "any (auth.lti13.deployment_ids is empty)")
+        token = settings["auth.lti13.token_url"] or (
+            "not set: no grades are sent (hardway config set auth.lti13.token_url URL)")
         return (f"LTI 1.3 (Canvas: Developer Keys > + LTI Key; Moodle: External tool > "
                 f"Configure a tool manually)\n"
                 f"  login initiation URL: {base}/lti13/oauth_login\n"
                 f"  redirect URI:         {base}/lti13/oauth_callback\n"
                 f"  JSON configuration:   {base}/lti13/config\n"
                 f"  placement: open in a new window (Canvas: windowTarget _blank)\n"
-                f"  deployment ids allowed: {deployments}\n")
+                f"  deployment ids allowed: {deployments}\n"
+                f"  public JWK URL (the tool's key, for grades): {base}/lti13/jwks\n"
+                f"  services: Assignment and Grade Services (line items, scores)\n"
+                f"  the platform's token URL (grades): {token}\n")
     raise ConfigError(f"auth.type is {settings['auth.type']!r}, not lti11 or lti13")
+
+
+@hookimpl
+def hardway_generated_secrets(settings: Settings, paths: Paths) -> list[Path]:
+    return [tool_key_file(paths)] if settings["auth.type"] == "lti13" else []
 
 
 @hookimpl

@@ -26,6 +26,7 @@ apply (traitlets config follows the class hierarchy).
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyterhub.auth import Authenticator
+from jupyterhub.handlers import BaseHandler
 from ltiauthenticator.lti11.auth import LTI11Authenticator
 from ltiauthenticator.lti11.handlers import LTI11AuthenticateHandler
 from ltiauthenticator.lti13.auth import LTI13Authenticator
@@ -41,7 +43,7 @@ from ltiauthenticator.lti13.handlers import LTI13CallbackHandler
 from ltiauthenticator.lti13.validator import LTI13LaunchValidator
 from ltiauthenticator.utils import convert_request_to_dict
 from tornado.web import HTTPError
-from traitlets import List, Unicode
+from traitlets import Dict, List, Unicode
 
 from .lti_courses import CONTEXT_CLAIM, ROLES_CLAIM, CourseLanding, LtiCourses
 
@@ -205,7 +207,8 @@ class HardwayLTI11LaunchHandler(CourseLanding, LTI11AuthenticateHandler):
         user = await super().login_user(data)
         args = convert_request_to_dict(self.request.arguments)
         roles = str(args.get("roles") or "").split(",")
-        await self.join_course_of_launch(user, args.get("context_id"), roles)
+        await self.join_course_of_launch(user, args.get("context_id"), roles,
+                                         ("lti11", args))
         return user
 
 
@@ -242,7 +245,7 @@ class HardwayLTI13CallbackHandler(CourseLanding, LTI13CallbackHandler):
         roles = claims.get(ROLES_CLAIM)
         await self.join_course_of_launch(
             user, context.get("id") if isinstance(context, dict) else None,
-            roles if isinstance(roles, list) else [])
+            roles if isinstance(roles, list) else [], ("lti13", claims))
         return user
 
     def decode_and_validate_launch_request(self) -> dict[str, Any]:
@@ -259,11 +262,30 @@ class HardwayLTI13CallbackHandler(CourseLanding, LTI13CallbackHandler):
         return id_token
 
 
+class ToolJwksHandler(BaseHandler):
+    """The tool's public key set: the LMS checks the tool's signed token requests
+    (grades) against it. Public, like any JWKS."""
+
+    def get(self) -> None:
+        auth = self.authenticator
+        keys = auth.tool_jwks if isinstance(auth, HardwayLTI13Authenticator) else {}
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "max-age=300")
+        self.finish(json.dumps(keys or {"keys": []}))
+
+
 class HardwayLTI13Authenticator(SingleUseNonces, LtiCourses, LTI13Authenticator):
     """LTI13Authenticator whose callback accepts each nonce once, restart or not, and
-    only launches from the listed deployments."""
+    only launches from the listed deployments; it serves the tool's public key."""
 
     callback_handler = HardwayLTI13CallbackHandler
+
+    tool_jwks = Dict(
+        {}, config=True,
+        help="The tool's public key set ({'keys': [...]}), served at /hub/lti13/jwks.")
+
+    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+        return [*super().get_handlers(app), ("/lti13/jwks", ToolJwksHandler)]
 
     deployment_ids = List(
         Unicode(),

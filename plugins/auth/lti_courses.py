@@ -16,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from traitlets import Dict
+from traitlets import Dict, Unicode
 from traitlets.config import LoggingConfigurable
+
+from .lti_grades import GradeStore, GradeStoreError
 
 CONTEXT_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/context"
 ROLES_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/roles"
@@ -58,13 +60,39 @@ class LtiCourses(LoggingConfigurable):
         {}, config=True,
         help="LMS course (the launch's context id) -> hardway course id (courses.lti).")
 
+    grades_db_path = Unicode(
+        "", config=True,
+        help="SQLite file where launches leave students' LMS identities for grades "
+             "(hardway: /var/lib/hardway/hub/lti-grades.sqlite); empty: none kept.")
+
+    def remember_for_grades(self, cid: str, username: str, version: str,
+                            data: dict[str, Any]) -> None:
+        """Keep who ``username`` is in the LMS course (its grade service, their id there)
+        for ``hardway course grades``. A failure is logged: the login goes on."""
+        if not self.grades_db_path:
+            return
+        store = GradeStore(self.grades_db_path)
+        try:
+            kept = (store.record_lti13(cid, username, data) if version == "lti13"
+                    else store.record_lti11(cid, username, data))
+        except GradeStoreError as e:
+            self.log.error("LTI launch of %s in course %s: their LMS identity could not be "
+                           "kept for grades: %s", username, cid, e)
+            return
+        if not kept:
+            self.log.info("LTI launch of %s in course %s carries no grade service (%s)",
+                          username, cid, "no AGS endpoint claim" if version == "lti13" else
+                          "no lis_outcome_service_url, lis_result_sourcedid or "
+                          "custom_nbgrader_assignment")
+
     def course_landing(self, base_url: str, cid: str, role: str) -> str:
         if role == "grader":
             return f"{base_url}services/{cid}/formgrader"
         return f"{base_url}hub/user-redirect/lab"
 
     async def join_course(self, handler: Any, user: Any, context_id: Any,
-                          roles: Iterable[str]) -> str | None:
+                          roles: Iterable[str],
+                          launch: tuple[str, dict[str, Any]] | None = None) -> str | None:
         """Put ``user`` in the group of the course ``context_id`` is mapped to, as its
         roles say; return where they should land (None: no course, nothing changed)."""
         from jupyterhub import orm
@@ -83,6 +111,8 @@ class LtiCourses(LoggingConfigurable):
             self.log.info("LTI launch of %s in course %s with no course role (%s): no "
                           "course group", user.name, cid, ", ".join(map(str, roles)))
             return None
+        if launch is not None:
+            self.remember_for_grades(cid, user.name, *launch)
         name = f"{'formgrade' if role == 'grader' else 'nbgrader'}-{cid}"
         group = orm.Group.find(handler.db, name)
         if group is None:
@@ -103,11 +133,13 @@ class CourseLanding:
 
     _course_landing: str | None = None
 
-    async def join_course_of_launch(self, user: Any, context_id: Any,
-                                    roles: Iterable[str]) -> None:
+    async def join_course_of_launch(self, user: Any, context_id: Any, roles: Iterable[str],
+                                    launch: tuple[str, dict[str, Any]] | None = None
+                                    ) -> None:
         auth = self.authenticator  # type: ignore[attr-defined]
         if user is not None and isinstance(auth, LtiCourses):
-            self._course_landing = await auth.join_course(self, user, context_id, roles)
+            self._course_landing = await auth.join_course(self, user, context_id, roles,
+                                                          launch)
 
     def get_next_url(self, user: Any = None, default: Any = None) -> str:
         if self._course_landing:

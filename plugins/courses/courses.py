@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hardway.errors import SystemError_
 from hardway.plugin import ConfigError, Context, File, Key, Paths, Settings, hookimpl
 from hardway.plugin import keytypes as kt
 from hardway.render import HEADER, HUB_PORT, memory_limit
@@ -70,6 +71,10 @@ def hardway_config_keys() -> list[Key]:
             "launches' context claim; LTI 1.1: context_id) -> the course id. A launch from "
             "it puts instructors, TAs and content developers in formgrade-ID and learners "
             "in nbgrader-ID (auth.type lti13 or lti11).", owner="courses"),
+        Key("courses.grades_every", kt.Int(0, 10080), 0,
+            "Send every course's new autograded scores to the LMS every this many "
+            "minutes (a systemd timer running `hardway course grades --all`); 0: only "
+            "when `hardway course grades` is run.", owner="courses"),
     ]
 
 
@@ -240,13 +245,36 @@ def formgrader_unit(settings: Settings, ctx: Context, cid: str) -> bytes:
     return ("\n".join(lines) + "\n\n[Install]\nWantedBy=multi-user.target\n").encode()
 
 
+GRADES_TIMER = "hardway-course-grades.timer"
+
+
+def grades_units(settings: Settings, ctx: Context) -> list[File]:
+    """The timer that sends new scores to the LMS (courses.grades_every), and its job."""
+    every = settings["courses.grades_every"]
+    if not every:
+        return []
+    service = (f"# {HEADER}\n[Unit]\n"
+               "Description=hardway: send the courses' new scores to the LMS\n"
+               "After=network-online.target jupyterhub.service\n\n[Service]\nType=oneshot\n"
+               # root: it reads the tool's key and runs nbgrader as each course's account
+               f"ExecStart={ctx.paths.cli_link} course grades --all\n"
+               "TimeoutStartSec=30min\n")
+    timer = (f"# {HEADER}\n[Unit]\nDescription=hardway: send the courses' new scores to "
+             f"the LMS every {every} min\n\n[Timer]\nOnActiveSec=2min\n"
+             f"OnUnitInactiveSec={every}min\nRandomizedDelaySec=30s\n\n"
+             "[Install]\nWantedBy=timers.target\n")
+    return [File(ctx.paths.unit(GRADES_TIMER.replace(".timer", ".service")),
+                 service.encode(), component=GRADES_TIMER),
+            File(ctx.paths.unit(GRADES_TIMER), timer.encode(), component=GRADES_TIMER)]
+
+
 @hookimpl
 def hardway_files(settings: Settings, ctx: Context) -> list[File]:
     p = ctx.paths
     ids = course_ids(settings)
     if not ids:
         return []
-    files = [File(global_config_file(p), global_config(p), 0o644)]
+    files = [File(global_config_file(p), global_config(p), 0o644), *grades_units(settings, ctx)]
     for cid in ids:
         files += [
             File(config_dir(p, cid) / "nbgrader_config.py", course_config(p, cid), 0o644,
@@ -349,3 +377,44 @@ def git_pull_link(hub: str, repo: str, branch: str = "", path: str = "",
              "targetpath": target,
              "urlpath": f"{'lab/tree' if app == 'lab' else 'tree'}/{opened}"}
     return f"{hub.rstrip('/')}/hub/user-redirect/git-pull?{urlencode(query)}"
+
+
+#: run by the course's account in the users' environment: the gradebook's autograded
+#: submissions, through nbgrader's own API (one JSON line after the marker)
+SCORES_SCRIPT = """
+import json, sys
+from nbgrader.api import Gradebook
+out = []
+with Gradebook(sys.argv[1], course_id=sys.argv[2]) as gb:
+    for a in gb.assignments:
+        for s in gb.assignment_submissions(a.name):
+            out.append({"assignment": a.name, "student": s.student_id,
+                        "score": float(s.score), "max_score": float(s.max_score),
+                        "needs_manual_grade": bool(s.needs_manual_grade)})
+print("HARDWAY-SCORES " + json.dumps(out))
+"""
+
+
+def gradebook(paths: Paths, cid: str) -> Path:
+    """nbgrader's default gradebook of the course (in its course directory)."""
+    return course_home(paths, cid) / "course" / "gradebook.db"
+
+
+def read_scores(system: Any, paths: Paths, cid: str) -> list[dict[str, Any]]:
+    """Every autograded submission of the course: assignment, student (nbgrader's id:
+    the unix account), score, max_score, needs_manual_grade. Read as the course's
+    account (root never opens the course's files), with nbgrader's API."""
+    book = gradebook(paths, cid)
+    if not book.exists():
+        return []
+    python = paths.user_venv / "bin" / "python"
+    r = system.run(["runuser", "-u", account(cid), "--", "env", "-i",
+                    f"HOME={course_home(paths, cid)}", "PATH=/usr/bin:/bin", str(python),
+                    "-c", SCORES_SCRIPT, f"sqlite:///{book}", cid],
+                   check=False, timeout=300)
+    for line in reversed(r.stdout.splitlines()):
+        if line.startswith("HARDWAY-SCORES "):
+            return list(json.loads(line.removeprefix("HARDWAY-SCORES ")))
+    tail = "\n".join(r.stdout.strip().splitlines()[-5:])
+    raise SystemError_(f"the gradebook of course {cid} ({book}) could not be read "
+                      f"(exit status {r.returncode}):\n{tail}")
