@@ -62,8 +62,9 @@ CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 NSPAWN_NOISE = ("Attempted to remove disk file system under",)
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 #: root variants: a suite's root plus Debian packages installed while it is built (online,
-#: once, cached as ``<suite>-<variant>-v1``) for containers booted without a route out
-VARIANTS = {"docker": ("docker.io", "nftables", "iproute2")}
+#: once, cached as ``<suite>-<variant>-<digest of the packages>``) for containers booted
+#: without a route out (git: what hardway installs with a course, for nbgitpuller)
+VARIANTS = {"docker": ("docker.io", "nftables", "iproute2", "git")}
 #: what a container running dockerd needs from nspawn on a cgroup v1 host (PEERS.md,
 #: "Docker inside the booted container"): its own network namespace (never the host's:
 #: dockerd would add docker0, NAT and iptables rules there), every capability, the
@@ -126,7 +127,9 @@ def rootfs_path(suite: str = SUITE) -> Path:
 
 
 def variant_path(suite: str, variant: str) -> Path:
-    return CACHE / f"{suite}-{variant}-v1"
+    """Named after its packages: a changed list is another root, built afresh."""
+    digest = hashlib.sha256(" ".join(VARIANTS[variant]).encode()).hexdigest()[:8]
+    return CACHE / f"{suite}-{variant}-{digest}"
 
 
 def ensure_variant(suite: str, variant: str) -> Path:

@@ -67,3 +67,14 @@ def step_succeeded(r: Any) -> bool:
         return r.status_code == 200 and r.json().get("success") is True
     except ValueError:  # not JSON: an error page
         return False
+
+
+def write_source(u: Any, cid: str) -> None:
+    """``u`` (a hubclient.HubUser in the course's formgrade group) writes ps1's source
+    notebook into the course's files through the formgrader server's contents API."""
+    for path in ("course/source", "course/source/ps1"):
+        r = u.api("PUT", f"/services/{cid}/api/contents/{path}", json={"type": "directory"})
+        assert r.status_code in (200, 201), (path, r.status_code, r.text[:300])
+    r = u.api("PUT", f"/services/{cid}/api/contents/course/source/ps1/problem.ipynb",
+              json={"type": "notebook", "format": "json", "content": NOTEBOOK})
+    assert r.status_code in (200, 201), (r.status_code, r.text[:300])

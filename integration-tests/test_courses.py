@@ -25,8 +25,8 @@ import time
 
 import pytest
 from conftest import install_fresh, record
-from hubclient import HubUser
-from nbgrader_cycle import NBGRADER, NOTEBOOK, feedback, solve, step_succeeded
+from hubclient import HubUser, wait_for_hub
+from nbgrader_cycle import NBGRADER, feedback, solve, step_succeeded, write_source
 from peer_lti11 import Lti11Outcomes
 from peer_lti13 import Lti13Platform, _session
 from peer_lti13 import launch as launch_lti13
@@ -182,12 +182,7 @@ def test_2_lti_launches_put_each_user_in_their_courses_groups(hub, platform):
 
 def test_3_prof_writes_and_releases_an_assignment_through_the_formgrader(hub):
     prof = user(hub, "prof")
-    for path in ("course/source", "course/source/ps1"):
-        r = prof.api("PUT", f"/services/{A}/api/contents/{path}", json={"type": "directory"})
-        assert r.status_code in (200, 201), (path, r.status_code, r.text[:300])
-    r = prof.api("PUT", f"/services/{A}/api/contents/course/source/ps1/problem.ipynb",
-                 json={"type": "notebook", "format": "json", "content": NOTEBOOK})
-    assert r.status_code in (200, 201), (r.status_code, r.text[:300])
+    write_source(prof, A)
     for step in ("assign", "release"):
         step_ok(hub, formgrader(prof, A, "POST", f"assignment/ps1/{step}"), A, step)
     released = hub.c.run(["stat", "-c", "%U %a", f"{EXCHANGE}/{A}/outbound/ps1"]).stdout
@@ -446,3 +441,47 @@ def test_10_an_lti11_launch_joins_its_course_too(hub):
         assert re.search(r"^  ps1\tdee \(jupyter-dee\)\t2/2\tsent: the LTI 1.1 link",
                          r.stdout, re.M), r.stdout
         assert lms.results == {sourcedid: 1.0} and not lms.refusals, lms.refusals
+
+
+def test_11_an_instructors_launch_from_a_new_lms_course_creates_it(hub):
+    """courses.lti_create: the hub leaves a request, a path unit runs `hardway course
+    requests` as root; the instructor's next launch lands in the new formgrader."""
+    c = hub.c
+    before = hw(hub, "course", "list").stdout
+    hw(hub, "config", "set", "courses.lti_create", "true")
+    hw(hub, "config", "reload")
+    assert c.run(["systemctl", "is-active", "hardway-course-requests.path"]
+                 ).stdout.strip() == "active"
+    # a learner in an unmapped LMS course asks for nothing
+    r = post_launch(*signed_launch(hub, user_id="lea", extra={
+        "context_id": "canvas-ctx-phys", "context_label": "PHYS 210", "roles": "Learner"}))
+    assert r.status_code == 302
+    time.sleep(3)
+    assert hw(hub, "course", "list").stdout == before
+    t0 = time.monotonic()
+    r = post_launch(*signed_launch(hub, user_id="zed", extra={
+        "context_id": "canvas-ctx-phys", "context_label": "PHYS 210",
+        "context_title": "Physics of Everyday Things", "roles": "Instructor"}))
+    assert r.status_code == 302, (r.status_code, r.text[:300])
+    # the job's last line, printed once its reload is done
+    done = "course phys-210 created for the LMS course 'canvas-ctx-phys', asked by zed"
+    deadline = time.monotonic() + 300
+    while done not in (log := c.run(["journalctl", "-u", "hardway-course-requests",
+                                     "--no-pager", "-o", "cat"]).stdout):
+        assert time.monotonic() < deadline, log[-4000:]
+        time.sleep(1)
+    record("course-from-launch", {"figure": round(time.monotonic() - t0, 1), "unit": "s",
+                                  "how": "instructor's LTI 1.1 launch to its course created "
+                                         "(path unit, course add, hub restarted)"})
+    assert re.search(r"^phys-210\tPhysics of Everyday Things\tformgrader active",
+                     hw(hub, "course", "list").stdout, re.M)
+    assert not list(c.path("/var/lib/hardway/hub/course-requests").iterdir())
+    wait_for_hub(hub.base, 120)
+    r = post_launch(*signed_launch(hub, user_id="zed", extra={
+        "context_id": "canvas-ctx-phys", "roles": "Instructor"}))
+    assert r.status_code == 302 and r.headers["Location"] == "/services/phys-210/formgrader"
+    assert groups_of("zed") == ["formgrade-phys-210"]
+    # the learner's next launch puts her in it too
+    r = post_launch(*signed_launch(hub, user_id="lea", extra={
+        "context_id": "canvas-ctx-phys", "roles": "Learner"}))
+    assert r.status_code == 302 and groups_of("lea") == ["nbgrader-phys-210"]

@@ -348,8 +348,15 @@ def test_9_switched_to_docker_her_server_runs_in_a_container(site: Installed):
     assert not info["HostConfig"]["PortBindings"], info["HostConfig"]["PortBindings"]
     assert not info["HostConfig"]["Privileged"]
     assert "ALL" in (info["HostConfig"]["CapDrop"] or [])
-    mounts = {m["Source"]: m["Destination"] for m in info["Mounts"]}
-    assert mounts == {"/home/jupyter-alice": "/home/jupyter-alice"}, mounts
+    mounts = {m["Source"]: (m["Destination"], m["RW"]) for m in info["Mounts"]}
+    accounts = "/run/hardway/container-accounts/jupyter-alice"
+    assert mounts == {"/home/jupyter-alice": ("/home/jupyter-alice", True),
+                      f"{accounts}/passwd": ("/etc/passwd", False),
+                      f"{accounts}/group": ("/etc/group", False)}, mounts
+    # she is herself in her container (no other account of the host is listed there)
+    assert execute(site, "import getpass, pwd, os; (getpass.getuser(), "
+                         "pwd.getpwuid(os.getuid()).pw_name, len(list(pwd.getpwall())))"
+                   ) == "('jupyter-alice', 'jupyter-alice', 3)"
     assert list(info["NetworkSettings"]["Networks"]) == ["hardway-users"]
     assert execute(site, "1+1") == "2"
     execute(site, "open('from-docker.txt', 'w').write('written under docker')")
@@ -610,6 +617,73 @@ def test_11f_a_changed_users_environment_gets_a_new_image_and_the_old_one_goes(s
     assert tags == {"hardway-user:current", f"hardway-user:{new_env}"}, tags
     status = hwc(c, "status").stdout
     assert f"from /opt/hardway/envs/{new_env}" in status, status
+
+
+COURSE = "dock-101"
+#: the nbgrader cycle of one course, alice being its instructor (through the formgrader,
+#: which runs on the host) and a student (in her container); returns each step's answer
+COURSE_CYCLE = """
+import time
+from hubclient import HubUser
+from nbgrader_cycle import feedback, solve, step_succeeded, write_source
+u = HubUser("http://127.0.0.1", name, password).sign_in()
+got = {}
+for group in (f"formgrade-{cid}", f"nbgrader-{cid}"):
+    r = u.api("POST", f"/hub/api/groups/{group}/users", json={"users": [name]})
+    assert r.status_code == 200, (group, r.status_code, r.text[:300])
+def fg(method, path, **kw):
+    return u.api(method, f"/services/{cid}/formgrader/api/{path}", timeout=300, **kw)
+deadline = time.monotonic() + 60
+while fg("GET", "assignments").status_code != 200:
+    assert time.monotonic() < deadline, "the formgrader does not answer"
+    time.sleep(1)
+write_source(u, cid)
+for step in ("assign", "release"):
+    r = fg("POST", f"assignment/ps1/{step}")
+    got[step] = step_succeeded(r) or r.text[:1500]
+u.start_server()
+got["solve"] = json.loads(u.execute(solve(cid), timeout=300))
+got["gids"] = json.loads(u.execute("import json, os; print(json.dumps(os.getgroups()))"))
+r = fg("POST", "assignment/ps1/collect")
+got["collect"] = step_succeeded(r) or r.text[:1500]
+r = fg("POST", f"submission/ps1/{student}/autograde")
+got["autograde"] = step_succeeded(r) or r.text[:1500]
+got["score"] = fg("GET", f"submission/ps1/{student}").json()
+for step in ("generate_feedback", "release_feedback"):
+    r = fg("POST", f"assignment/ps1/{step}")
+    got[step] = step_succeeded(r) or r.text[:1500]
+got["feedback"] = json.loads(u.execute(feedback(cid), timeout=300))
+print(json.dumps(got))
+"""
+
+
+def test_11g_a_course_under_the_docker_spawner_runs_the_nbgrader_cycle(site: Installed):
+    """The exchange and the global nbgrader config are mounted into her container, her
+    container holds the course's unix group: fetch and submit there, grade on the host."""
+    c = site.c
+    netns.run(c, STOP, name="alice", password=site.admin_password)
+    t0 = time.monotonic()
+    hwc(c, "course", "add", COURSE, "--title", "Containers 101", "--timeout", "600")
+    record("course-add-docker", {"figure": round(time.monotonic() - t0, 1), "unit": "s",
+                                 "how": "hardway course add under the docker spawner (users' "
+                                        "environment and image rebuilt with nbgrader)"})
+    assert c.run(["systemctl", "is-active", f"hardway-course-{COURSE}"]).stdout.strip() \
+        == "active"
+    got = netns.run(c, COURSE_CYCLE, name="alice", password=site.admin_password, cid=COURSE,
+                    student="jupyter-alice", timeout=1200)
+    assert got["assign"] is True and got["release"] is True, got
+    assert got["solve"]["fetch"]["rc"] == 0 and got["solve"]["submit"]["rc"] == 0, got["solve"]
+    # by number: the container has no entry for the host's groups
+    gid = int(c.run(["getent", "group", f"course-{COURSE}"]).stdout.split(":")[2])
+    assert gid in got["gids"], got["gids"]
+    # her submission crossed from her container to the course's formgrader on the host
+    assert got["collect"] is True and got["autograde"] is True, got
+    assert got["score"]["score"] == got["score"]["max_score"] == 2.0, got["score"]
+    assert got["feedback"]["rc"] == 0 and len(got["feedback"]["files"]) == 1, got["feedback"]
+    mounts = {m["Destination"]: m["RW"] for m in container_of(c, "alice")["Mounts"]}
+    assert mounts["/var/lib/hardway/exchange"] is True, mounts
+    # nbgrader names the student after her account, as under the systemd spawner
+    assert mounts["/etc/jupyter/nbgrader_config.py"] is False, mounts
 
 
 def test_12_switched_back_her_files_are_there_and_hers(site: Installed):

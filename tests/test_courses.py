@@ -186,3 +186,23 @@ def test_the_lti13_tool_gets_its_own_signing_key_and_serves_its_public_half(path
     before = key.read_bytes()
     ensure_generated_secrets(registry, settings, paths)  # kept: the LMS has its public half
     assert key.read_bytes() == before
+
+
+def test_course_requests_are_watched_only_when_allowed_under_lti(paths, registry):
+    lti = ("auth:\n  type: lti11\n  lti11:\n    consumers:\n      k: s\n")
+    write_config(paths, lti)
+    _, files = render(paths, registry)
+    assert paths.unit("hardway-course-requests.path") not in files
+    write_config(paths, lti + "courses:\n  lti_create: true\n")
+    _, files = render(paths, registry)
+    unit = files[paths.unit("hardway-course-requests.path")].content.decode()
+    assert f"DirectoryNotEmpty={paths.hub_dir / 'course-requests'}\n" in unit
+    job = files[paths.unit("hardway-course-requests.service")].content.decode()
+    assert f"ExecStart={paths.cli_link} course requests\n" in job
+    config = json.loads(files[paths.hub_json].content)["config"]
+    assert config["LtiCourses"] == {"create_requests_dir": str(paths.hub_dir /
+                                                                "course-requests")}
+    # not under another authenticator: no launch could ask
+    write_config(paths, "courses:\n  lti_create: true\n")
+    _, files = render(paths, registry)
+    assert paths.unit("hardway-course-requests.path") not in files

@@ -209,3 +209,24 @@ def test_the_not_running_page_says_why_her_server_stopped(monkeypatch):
             static_url=lambda *a, **k: "")
     # without hardway's variable (another spawner): JupyterHub's page
     assert "hardway-stopped" not in page.render(user=alice, static_url=lambda *a, **k: "")
+
+
+def test_her_container_lists_her_account_and_groups_and_no_other(tmp_path):
+    """Her container's /etc/passwd and /etc/group (mounted read-only): nbgrader and
+    every tool that asks who she is get her account's name, as on the host."""
+    import grp
+    import pwd
+
+    from hardway_plugins.spawner.docker_image import write_accounts
+
+    course = next(g for g in grp.getgrall() if g.gr_gid not in (0, 100, 65534))
+    entry = pwd.struct_passwd(("jupyter-ana", "x", 1234, 1234, "", "/home/jupyter-ana",
+                               "/bin/sh"))
+    mine = write_accounts(tmp_path / "accounts", entry, [course.gr_gid])
+    passwd = (mine / "passwd").read_text().splitlines()
+    assert passwd[-1] == "jupyter-ana:x:1234:1234:hardway user:/home/jupyter-ana:/bin/bash"
+    assert [line.split(":")[0] for line in passwd] == ["root", "nobody", "jupyter-ana"]
+    group = (mine / "group").read_text().splitlines()
+    assert f"{course.gr_name}:x:{course.gr_gid}:jupyter-ana" in group
+    assert (mine / "passwd").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "accounts").stat().st_mode & 0o777 == 0o700

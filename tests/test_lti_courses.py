@@ -134,3 +134,55 @@ def test_a_launch_from_no_course_goes_where_the_handler_would_send_it():
     # the real handlers put the course first in their method order
     for cls in (HardwayLTI11LaunchHandler, HardwayLTI13CallbackHandler):
         assert cls.__mro__[1] is CourseLanding
+
+
+def test_an_instructor_of_an_unmapped_lms_course_asks_for_one(tmp_path):
+    from jupyterhub import orm
+
+    db = orm.new_session_factory("sqlite://")()
+    zed = orm.User(name="zed")
+    db.add(zed)
+    db.commit()
+    spool = tmp_path / "course-requests"
+    auth = LtiCourses(courses={}, create_requests_dir=str(spool))
+    handler = types.SimpleNamespace(db=db, base_url="/")
+    user = types.SimpleNamespace(name="zed", orm_user=zed)
+    claims = {"https://purl.imsglobal.org/spec/lti/claim/context": {
+        "id": "lms-new", "title": "Physics of Everyday Things", "label": "PHYS 210"}}
+
+    def join(roles, launch=("lti13", claims)):
+        return asyncio.run(auth.join_course(handler, user, "lms-new", roles, launch))
+
+    assert join([f"{M}#Learner"]) is None
+    assert not spool.exists()  # a learner asks for nothing
+    assert join([f"{M}#Instructor"]) is None
+    (request,) = spool.iterdir()
+    got = json.loads(request.read_text())
+    assert (got["context_id"], got["title"], got["label"], got["by"]) == (
+        "lms-new", "Physics of Everyday Things", "PHYS 210", "zed")
+    assert request.stat().st_mode & 0o777 == 0o600
+    # launched again before it is made: still one request; nothing half-written in it
+    assert join([f"{M}#Instructor"]) is None
+    assert [p.name for p in spool.iterdir()] == [request.name]
+    assert not auth.courses and not zed.groups
+
+
+@pytest.mark.parametrize("label, title, taken, expected", [
+    ("PHYS 210", "", set(), "phys-210"),
+    ("", "Introduction to Data Science", set(), "introduction-to-data-sci"),
+    ("101", "", set(), "c-101"),
+    ("PHYS 210", "", {"phys-210"}, "phys-210-2"),
+    ("", "", set(), None),  # from the context id's digest
+    ("é", "!!", set(), None),
+])
+def test_a_course_id_is_made_from_the_lms_course(label, title, taken, expected):
+    import re
+
+    from hardway_plugins.courses import courses
+
+    cid = courses.course_id_for(label, title, "ctx-1", taken)
+    assert re.fullmatch(courses.COURSE_ID, cid) and cid not in taken
+    if expected is None:
+        assert cid.startswith("lms-")
+    else:
+        assert cid == expected

@@ -43,8 +43,9 @@ RECORD_VERSION = 1
 
 
 #: the kinds of systemd unit a helper component may name (a socket: its service is
-#: started by it; a timer: its oneshot service runs when it fires, never at a reload)
-UNIT_SUFFIXES = (".service", ".socket", ".timer")
+#: started by it; a timer or a path unit: its oneshot service runs when it fires, never at
+#: a reload)
+UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path")
 
 
 def unit_of(component: str) -> str | None:

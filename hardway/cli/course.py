@@ -131,6 +131,85 @@ def cmd_link(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def cmd_requests(args: argparse.Namespace, paths: Paths) -> int:
+    """Create the courses instructors' launches asked for (courses.lti_create): what the
+    path unit hardway-course-requests runs when the hub leaves a request. Every request
+    read leaves the directory: done, already there, or set aside in course-requests.failed
+    with the reason in the journal."""
+    import json
+    import os
+
+    from hardway_plugins.courses import courses
+
+    from hardway.plugin.manager import Registry, load_settings, make_manager
+
+    require_root()
+    settings = load_settings(paths, Registry(make_manager()))
+    spool = courses.requests_dir(paths)
+    failed = spool.with_name(spool.name + ".failed")
+    found = sorted(p for p in spool.iterdir() if p.is_file() and not p.is_symlink()) \
+        if spool.is_dir() else []
+    if not found:
+        print("hardway: no request for a course")
+        return 0
+
+    def set_aside(path: Any, why: str) -> None:
+        failed.mkdir(mode=0o700, exist_ok=True)
+        os.replace(path, failed / path.name)
+        print(f"hardway: the request {path.name} was set aside in {failed}: {why}")
+
+    if not courses.lti_create(settings):
+        for path in found:
+            set_aside(path, "courses.lti_create is off")
+        return 0
+    mapped = dict(settings["courses.lti"])
+    taken = set(settings["courses.list"])
+    wanted: dict[str, tuple[str, str, str]] = {}  # LMS context -> (course id, title, by)
+    done = []
+    for path in found:
+        try:
+            req = json.loads(path.read_text())
+            context, title, label = req["context_id"], req.get("title", ""), req.get(
+                "label", "")
+            if not (isinstance(context, str) and context and len(context) <= 255
+                    and isinstance(title, str) and isinstance(label, str)):
+                raise ValueError("context_id, title or label is not text")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            set_aside(path, f"not a request: {e}")
+            continue
+        done.append(path)
+        if context in mapped or context in wanted:
+            continue  # asked twice, or made meanwhile
+        cid = courses.course_id_for(label, title, context, taken)
+        taken.add(cid)
+        title = " ".join(title.split())[:200] or label or context
+        wanted[context] = (cid, title, str(req.get("by") or "?"))
+    if wanted:
+        def change(doc: Any, key: Any) -> str:
+            current = dict(doc.get(key.name) or {})
+            if key.name == "courses.lti":
+                doc.set(key.name, {**current, **{ctx: w[0] for ctx, w in wanted.items()}})
+                return ""
+            doc.set(key.name, {**current, **{w[0]: w[1] for w in wanted.values()}})
+            return "added " + ", ".join(f"the course {cid} for the LMS course {ctx!r} "
+                                        f"(asked by {by})"
+                                        for ctx, (cid, _, by) in wanted.items())
+
+        try:
+            _apply(paths, change, args.timeout, ["courses.list", "courses.lti"])
+        except HardwayError as e:
+            for path in done:
+                set_aside(path, "the reload failed")
+            raise HardwayError(f"{e}\nthe requests were set aside in {failed}: after a "
+                               "fix, move them back into " + str(spool)) from None
+    for path in done:
+        path.unlink(missing_ok=True)
+    for ctx, (cid, _, by) in wanted.items():
+        print(f"hardway: course {cid} created for the LMS course {ctx!r}, asked by {by}: "
+              "their next launch from it lands in its formgrader")
+    return 0
+
+
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
@@ -255,3 +334,9 @@ def add_course_parser(sub: Any) -> None:
     g.add_argument("--timeout", type=float, default=20,
                    help="seconds to wait for each answer of the LMS (default: %(default)s)")
     g.set_defaults(func=cmd_grades)
+    q = verbs.add_parser("requests", help="create the courses instructors' LTI launches "
+                                          "asked for (courses.lti_create; its path unit "
+                                          "runs this)")
+    q.add_argument("--timeout", type=float, default=300,
+                   help="seconds to wait for the services (default: %(default)s)")
+    q.set_defaults(func=cmd_requests)

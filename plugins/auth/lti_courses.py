@@ -85,6 +85,54 @@ class LtiCourses(LoggingConfigurable):
                           "no lis_outcome_service_url, lis_result_sourcedid or "
                           "custom_nbgrader_assignment")
 
+    create_requests_dir = Unicode(
+        "", config=True,
+        help="Where an instructor's launch from an unmapped LMS course leaves a request "
+             "for a course (courses.lti_create; root-only, read by `hardway course "
+             "requests`); empty: no course is created from a launch.")
+
+    def request_course(self, context_id: str, username: str,
+                       launch: tuple[str, dict[str, Any]] | None) -> None:
+        """Leave a request for a course for this LMS course (one file per LMS course,
+        written whole, so the job that reads it never sees half of one)."""
+        import hashlib
+        import json
+        import os
+        import time
+
+        title = label = ""
+        if launch is not None:
+            version, data = launch
+            if version == "lti13":
+                context = data.get(CONTEXT_CLAIM) or {}
+                if isinstance(context, dict):
+                    title, label = str(context.get("title") or ""), str(
+                        context.get("label") or "")
+            else:
+                title = str(data.get("context_title") or "")
+                label = str(data.get("context_label") or "")
+        spool = self.create_requests_dir
+        name = hashlib.sha256(context_id.encode()).hexdigest()[:24] + ".json"
+        body = json.dumps({"context_id": context_id, "title": title[:200],
+                           "label": label[:100], "by": username, "at": time.time()})
+        try:
+            os.makedirs(spool, mode=0o700, exist_ok=True)
+            # written beside the directory, then moved in: what is in it is whole
+            os.makedirs(spool + ".tmp", mode=0o700, exist_ok=True)
+            tmp = os.path.join(spool + ".tmp", name)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, os.path.join(spool, name))
+        except OSError as e:
+            self.log.error("LTI launch of %s: the request for a course for the LMS course "
+                           "%r could not be left in %s: %s", username, context_id, spool, e)
+            return
+        self.log.info("LTI launch of %s, instructor in the unmapped LMS course %r: asked "
+                      "for a course for it (courses.lti_create)", username, context_id)
+
     def course_landing(self, base_url: str, cid: str, role: str) -> str:
         if role == "grader":
             return f"{base_url}services/{cid}/formgrader"
@@ -99,14 +147,16 @@ class LtiCourses(LoggingConfigurable):
 
         if not isinstance(context_id, str) or not context_id:
             return None
+        role = course_role(roles)
         if context_id not in self.courses:
             # what an admin mapping an LMS course looks for in the journal
             self.log.info("LTI launch of %s from the LMS course %r (%s): mapped to no "
                           "course here (courses.lti)", user.name, context_id,
                           ", ".join(map(str, roles)))
+            if role == "grader" and self.create_requests_dir:
+                self.request_course(context_id, user.name, launch)
             return None
         cid = self.courses[context_id]
-        role = course_role(roles)
         if role is None:
             self.log.info("LTI launch of %s in course %s with no course role (%s): no "
                           "course group", user.name, cid, ", ".join(map(str, roles)))

@@ -71,6 +71,12 @@ def hardway_config_keys() -> list[Key]:
             "launches' context claim; LTI 1.1: context_id) -> the course id. A launch from "
             "it puts instructors, TAs and content developers in formgrade-ID and learners "
             "in nbgrader-ID (auth.type lti13 or lti11).", owner="courses"),
+        Key("courses.lti_create", kt.Bool(), False,
+            "An instructor's LTI launch from an LMS course mapped to none asks for a course "
+            "for it: created within a minute (its id from the LMS course's label or title, "
+            "mapped in courses.lti); the instructor's next launch lands in its "
+            "formgrader. Off: such launches only log the LMS course's id.",
+            owner="courses"),
         Key("courses.grades_every", kt.Int(0, 10080), 0,
             "Send every course's new autograded scores to the LMS every this many "
             "minutes (a systemd timer running `hardway course grades --all`); 0: only "
@@ -246,6 +252,38 @@ def formgrader_unit(settings: Settings, ctx: Context, cid: str) -> bytes:
 
 
 GRADES_TIMER = "hardway-course-grades.timer"
+REQUESTS_PATH = "hardway-course-requests.path"
+
+
+def requests_dir(paths: Paths) -> Path:
+    """Where the hub leaves instructors' requests for a course (root-only): a systemd
+    path unit runs `hardway course requests` when one arrives."""
+    return paths.hub_dir / "course-requests"
+
+
+def lti_create(settings: Settings) -> bool:
+    return bool(settings["courses.lti_create"]) and settings["auth.type"] in ("lti11",
+                                                                               "lti13")
+
+
+def requests_units(settings: Settings, ctx: Context) -> list[File]:
+    """The path unit watching the requests directory, and the job it starts."""
+    if not lti_create(settings):
+        return []
+    spool = requests_dir(ctx.paths)
+    service = (f"# {HEADER}\n[Unit]\n"
+               "Description=hardway: create the courses instructors' launches asked for\n\n"
+               "[Service]\nType=oneshot\n"
+               # root: it edits the settings and reloads, as `hardway course add` does
+               f"ExecStart={ctx.paths.cli_link} course requests\n"
+               "TimeoutStartSec=30min\n")
+    path = (f"# {HEADER}\n[Unit]\n"
+            "Description=hardway: instructors' requests for a course\n\n[Path]\n"
+            f"DirectoryNotEmpty={spool}\nMakeDirectory=yes\nDirectoryMode=0700\n\n"
+            "[Install]\nWantedBy=paths.target\n")
+    return [File(ctx.paths.unit(REQUESTS_PATH.replace(".path", ".service")),
+                 service.encode(), component=REQUESTS_PATH),
+            File(ctx.paths.unit(REQUESTS_PATH), path.encode(), component=REQUESTS_PATH)]
 
 
 def grades_units(settings: Settings, ctx: Context) -> list[File]:
@@ -273,8 +311,9 @@ def hardway_files(settings: Settings, ctx: Context) -> list[File]:
     p = ctx.paths
     ids = course_ids(settings)
     if not ids:
-        return []
-    files = [File(global_config_file(p), global_config(p), 0o644), *grades_units(settings, ctx)]
+        return requests_units(settings, ctx)
+    files = [File(global_config_file(p), global_config(p), 0o644), *grades_units(settings, ctx),
+             *requests_units(settings, ctx)]
     for cid in ids:
         files += [
             File(config_dir(p, cid) / "nbgrader_config.py", course_config(p, cid), 0o644,
@@ -289,7 +328,7 @@ def hardway_files(settings: Settings, ctx: Context) -> list[File]:
 def hardway_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
     ids = course_ids(settings)
     if not ids:
-        return {}
+        return _lti_config(settings, ctx)
     services, roles, groups = [], [], {}
     for cid in ids:
         token = ctx.read(token_file(ctx.paths, cid))
@@ -313,14 +352,23 @@ def hardway_hub_config(settings: Settings, ctx: Context) -> dict[str, Any]:
             **{f"nbgrader-{cid}": unix_group(cid) for cid in ids},
             **{f"formgrade-{cid}": unix_group(cid) for cid in ids}}},
     }
-    if settings["auth.type"] in ("lti11", "lti13") and settings["courses.lti"]:
-        # launches put users in their LMS course's group (the LTI plugin does it)
-        config["LtiCourses"] = {"courses": dict(sorted(settings["courses.lti"].items()))}
+    config.update(_lti_config(settings, ctx))
     if settings["spawner.type"] == "docker":
         # containers get the exchange and the global nbgrader config at the same paths
         config["HardwayDockerSpawner"] = {"shared_paths": {
             str(exchange(ctx.paths)): "rw", str(global_config_file(ctx.paths)): "ro"}}
     return config
+
+
+def _lti_config(settings: Settings, ctx: Context) -> dict[str, Any]:
+    """Launches put users in their LMS course's group (the LTI plugin does it), and may
+    ask for a course."""
+    out: dict[str, Any] = {}
+    if settings["auth.type"] in ("lti11", "lti13") and settings["courses.lti"]:
+        out["courses"] = dict(sorted(settings["courses.lti"].items()))
+    if lti_create(settings):
+        out["create_requests_dir"] = str(requests_dir(ctx.paths))
+    return {"LtiCourses": out} if out else {}
 
 
 @hookimpl
@@ -418,3 +466,26 @@ def read_scores(system: Any, paths: Paths, cid: str) -> list[dict[str, Any]]:
     tail = "\n".join(r.stdout.strip().splitlines()[-5:])
     raise SystemError_(f"the gradebook of course {cid} ({book}) could not be read "
                       f"(exit status {r.returncode}):\n{tail}")
+
+
+def course_id_for(label: str, title: str, context_id: str, taken: set[str]) -> str:
+    """A course id for an LMS course: from its label (e.g. "PHYS 210" -> phys-210), else
+    its title, else its context id's digest; made unique among ``taken`` (ids and
+    formgrader ports)."""
+    base = ""
+    for text in (label, title):
+        slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+        if slug and not slug[0].isalpha():
+            slug = f"c-{slug}"
+        slug = slug[:24].rstrip("-")
+        if len(slug) >= 2:
+            base = slug
+            break
+    if not base:
+        base = "lms-" + hashlib.sha256(context_id.encode()).hexdigest()[:8]
+    ports = {port(t) for t in taken}
+    cid, n = base, 1
+    while cid in taken or port(cid) in ports or not re.fullmatch(COURSE_ID, cid):
+        n += 1
+        cid = f"{base[:24 - len(str(n)) - 1].rstrip('-')}-{n}"
+    return cid

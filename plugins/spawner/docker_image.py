@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 #: what the base holds, with every package these depend on (Depends, Pre-Depends):
 #: Python, and the libraries manylinux wheels expect from the system (libstdc++, libgcc_s;
@@ -85,6 +86,38 @@ PASSWD = (f"root:x:0:0:root:/root:/bin/bash\n"
 GROUP = "root:x:0:\nusers:x:100:\nnogroup:x:65534:\n"
 NSSWITCH = "passwd: files\ngroup: files\nhosts: files dns\n"
 DPKG = Path("/var/lib/dpkg")
+
+
+def write_accounts(base: Path, entry: Any, gids: Iterable[int]) -> Path:
+    """A container's /etc/passwd and /etc/group for the account ``entry`` (a
+    ``pwd.struct_passwd``) and no other of this machine: its name, ids and home, its
+    primary group and ``gids`` (its course groups), in ``base/NAME/`` (``base`` made
+    root-only). The docker spawner mounts them read-only, so that tools asking who the
+    user is (nbgrader's student id) get the account's name, as on the host."""
+    import grp
+
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mine = base / entry.pw_name
+    mine.mkdir(mode=0o755, exist_ok=True)
+    users = [line for line in PASSWD.splitlines() if not line.startswith(f"{USER}:")]
+    users.append(f"{entry.pw_name}:x:{entry.pw_uid}:{entry.pw_gid}:hardway user:"
+                 f"{entry.pw_dir}:/bin/bash")
+    groups = GROUP.splitlines()
+    taken = {int(line.split(":")[2]) for line in groups}
+    for gid in [entry.pw_gid, *gids]:
+        try:
+            name = grp.getgrgid(gid).gr_name
+        except KeyError:
+            continue
+        if gid not in taken:
+            groups.append(f"{name}:x:{gid}:{'' if gid == entry.pw_gid else entry.pw_name}")
+            taken.add(gid)
+    for name, lines in (("passwd", users), ("group", groups)):
+        tmp = mine / f".{name}.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.chmod(0o644)
+        os.replace(tmp, mine / name)
+    return mine
 
 
 class ImageError(Exception):

@@ -6,12 +6,14 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+from pathlib import Path
 from typing import Any
 
 from dockerspawner import DockerSpawner
-from traitlets import Dict
+from traitlets import Dict, Unicode
 
 from .accounts import UnixAccounts
+from .docker_image import write_accounts
 from .starting import StartQueue
 
 
@@ -26,20 +28,29 @@ class HardwayDockerSpawner(UnixAccounts, StartQueue, DockerSpawner):
         (courses: the nbgrader exchange and its configuration). A path missing on the
         host is left out (docker would make it, root-owned).""")
 
+    accounts_dir = Unicode(
+        "/run/hardway/container-accounts", config=True,
+        help="""Where each container's /etc/passwd and /etc/group are written (root-only
+        parent; one directory per account, mounted read-only): the container knows its
+        user by name, as the host does (nbgrader's student id is that name).""")
+
     async def start(self) -> Any:
         await self.ensure_unix_user()
         entry = pwd.getpwnam(self.unix_username)
         home = entry.pw_dir
         shared = {path: {"bind": path, "mode": mode}
                   for path, mode in self.shared_paths.items() if os.path.exists(path)}
-        self.volumes = {**shared, home: {"bind": home, "mode": "rw"}}
-        base = self.extra_create_kwargs if isinstance(self.extra_create_kwargs, dict) else {}
-        self.extra_create_kwargs = {**base, "user": f"{entry.pw_uid}:{entry.pw_gid}",
-                                    "working_dir": home}
         # the account's unix groups from its hub groups (the container does not read the
         # host's /etc/group): by number
         gids = sorted(grp.getgrnam(g).gr_gid for g in self.wanted_unix_groups()
                       if _group_exists(g))
+        accounts = write_accounts(Path(self.accounts_dir), entry, gids)
+        self.volumes = {**shared, home: {"bind": home, "mode": "rw"},
+                        str(accounts / "passwd"): {"bind": "/etc/passwd", "mode": "ro"},
+                        str(accounts / "group"): {"bind": "/etc/group", "mode": "ro"}}
+        base = self.extra_create_kwargs if isinstance(self.extra_create_kwargs, dict) else {}
+        self.extra_create_kwargs = {**base, "user": f"{entry.pw_uid}:{entry.pw_gid}",
+                                    "working_dir": home}
         host = dict(self.extra_host_config)
         if gids:
             host["group_add"] = [str(g) for g in gids]
