@@ -182,20 +182,32 @@ class RequestLoop:
     """GET a user's server through the proxy every ``interval`` seconds in a thread, for as
     long as the ``with`` block runs; ``statuses`` holds each answer (-1: no answer)."""
 
-    def __init__(self, user: HubUser, path: str, interval: float = 0.05):
+    def __init__(self, user: HubUser, path: str, interval: float = 0.05,
+                 new_connections: bool = False):
+        """``new_connections``: each request on a connection of its own (``Connection:
+        close``), as a new visitor's would be, rather than reusing a kept-alive one."""
         import threading
 
         self.user, self.path, self.interval = user, path, interval
+        self.headers = {"Connection": "close"} if new_connections else {}
         self.statuses: list[int] = []
+        #: (index in statuses, the error) of each request that got no answer
+        self.errors: list[tuple[int, str]] = []
+        #: the longest a request took (s), answered or not
+        self.slowest = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            t0 = time.monotonic()
             try:
-                self.statuses.append(self.user.api("GET", self.path, timeout=10).status_code)
-            except requests.RequestException:
+                self.statuses.append(self.user.api("GET", self.path, timeout=10,
+                                                   headers=dict(self.headers)).status_code)
+            except requests.RequestException as e:
+                self.errors.append((len(self.statuses), f"{type(e).__name__}: {e}"[:300]))
                 self.statuses.append(-1)
+            self.slowest = max(self.slowest, time.monotonic() - t0)
             time.sleep(self.interval)
 
     def __enter__(self) -> RequestLoop:

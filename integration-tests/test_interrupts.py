@@ -65,10 +65,12 @@ print("\n".join(bad) if bad else "clean")
 """
 
 WIPE = r"""
-systemctl stop jupyterhub.service jupyterhub-proxy.service 'jupyter-*' 2>/dev/null
+systemctl stop 'jupyterhub-proxy-*.socket' jupyterhub.service jupyterhub-proxy.service \
+    'jupyter-*' 2>/dev/null
 systemctl stop hardway-netpolicy.service 2>/dev/null
 rm -rf /opt/hardway /etc/hardway /var/lib/hardway /usr/local/bin/hardway \
-       /etc/systemd/system/jupyterhub*.service /etc/systemd/system/hardway-*.service
+       /etc/systemd/system/jupyterhub*.service /etc/systemd/system/jupyterhub*.socket \
+       /etc/systemd/system/hardway-*.service
 find /etc/systemd/system -xtype l -delete
 systemctl daemon-reload
 systemctl reset-failed

@@ -61,7 +61,8 @@ def test_port_held_by_another_process_is_named_with_its_fix():
     bad = found["port.443"]
     assert bad.status == d.PROBLEM
     assert "pid 4242 (python3 -m http.server --bind 127.0.0.1 443)" in bad.what
-    assert "kill 4242" in bad.fix and "systemctl restart jupyterhub-proxy" in bad.fix
+    assert "kill 4242" in bad.fix and "systemctl stop jupyterhub-proxy && systemctl start " \
+        "'jupyterhub-proxy-*.socket' jupyterhub-proxy" in bad.fix
 
 
 def test_ports_nobody_holds_and_ports_hardway_does_not_use():

@@ -68,6 +68,23 @@ def test_given_files_are_served_inline_with_tls12_minimum(paths, registry, tmp_p
     # the key is inline: the file must stay out of reach of everyone but the proxy
     assert (dyn_file.mode, dyn_file.group, dyn_file.component) == (
         0o640, "hardway-proxy", "proxy-dynamic")
+    # systemd holds both ports, each socket named after the entry point served on it
+    for name, port in (("http", 443), ("http-redirect", 80)):
+        socket = files[paths.unit(f"jupyterhub-proxy-{name}.socket")].content.decode()
+        assert f"ListenStream={port}\n" in socket and f"FileDescriptorName={name}\n" in socket
+    proxy = files[paths.unit("jupyterhub-proxy.service")].content.decode()
+    assert "Sockets=jupyterhub-proxy-http.socket jupyterhub-proxy-http-redirect.socket\n" \
+        in proxy
+
+
+def test_a_given_address_is_bound_even_before_it_is_up(paths, registry):
+    write_config(paths, "http:\n  address: 192.0.2.10\n  port: 8000\n")
+    files = render(paths, registry)
+    socket = files[paths.unit("jupyterhub-proxy-http.socket")].content.decode()
+    assert "ListenStream=192.0.2.10:8000\n" in socket and "FreeBind=yes\n" in socket
+    write_config(paths, "http:\n  address: '2001:db8::10'\n")
+    socket = render(paths, registry)[paths.unit("jupyterhub-proxy-http.socket")]
+    assert "ListenStream=[2001:db8::10]:80\n" in socket.content.decode()
 
 
 def test_a_new_certificate_changes_only_the_watched_dynamic_file(paths, registry, tmp_path):

@@ -65,7 +65,15 @@ def test_units(paths, registry):
     files = render(paths, registry)
     proxy = files[paths.unit("jupyterhub-proxy.service")].content.decode()
     assert "User=hardway-proxy" in proxy
-    assert "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" in proxy
+    # no capability at all: its public ports are systemd's sockets, named after the
+    # entry points Traefik serves on them
+    assert "CapabilityBoundingSet=\n" in proxy and "AmbientCapabilities" not in proxy
+    assert "Sockets=jupyterhub-proxy-http.socket\n" in proxy
+    socket = files[paths.unit("jupyterhub-proxy-http.socket")]
+    assert socket.component == "jupyterhub-proxy-http.socket"
+    text = socket.content.decode()
+    assert "ListenStream=80\n" in text and "FileDescriptorName=http\n" in text
+    assert "Service=jupyterhub-proxy.service\n" in text and "FreeBind" not in text
     assert f"ReadWritePaths=-{paths.acme_dir}" in proxy
     hub = files[paths.unit("jupyterhub.service")].content.decode()
     assert "Wants=jupyterhub-proxy.service" in hub and "Requires=" not in hub

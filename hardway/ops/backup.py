@@ -727,11 +727,17 @@ def restore(paths: Paths, system: System, path: Path, out: Callable[[str], None]
         units = user_units(system)
         for unit in units:
             system.systemctl("stop", unit, check=False)
-        from .install import HUB_UNIT, PROXY_UNIT
+        from hardway.apply import transaction as txn
+
+        from .install import HUB_UNIT, PROXY_UNIT, proxy_sockets
 
         # the hub first (it writes the database), then the proxy: Traefik reads its ACME
-        # store only at start, so it must start after the store is back
+        # store only at start, so it must start after the store is back; its sockets
+        # before it (a connection to one would start it again)
         system.systemctl("stop", HUB_UNIT, check=False)
+        for unit in proxy_sockets(txn.unit_of(c) or "" for c in txn.read_json(
+                paths.manifest).values()):
+            system.systemctl("stop", unit, check=False)
         system.systemctl("stop", PROXY_UNIT, check=False)
         out(f"stopped {HUB_UNIT}, {PROXY_UNIT}" + (f" and {len(units)} user server(s)"
                                                     if units else ""))

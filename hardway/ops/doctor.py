@@ -162,6 +162,12 @@ def _process(entry: Path) -> Process:
     return Process(int(entry.name), command, exe)
 
 
+#: the proxy and its sockets (systemd's, on its ports) started again, in the order systemd
+#: accepts (a socket does not start while its service runs)
+RESTART_PROXY = ("`systemctl stop jupyterhub-proxy && systemctl start "
+                 "'jupyterhub-proxy-*.socket' jupyterhub-proxy`")
+
+
 def port_findings(wanted: Mapping[int, bool], listeners: list[Listener],
                   owners: Mapping[int, list[Process]],
                   ours: Callable[[Process], bool]) -> list[Finding]:
@@ -185,7 +191,7 @@ def port_findings(wanted: Mapping[int, bool], listeners: list[Listener],
                     "" if needed else " (hardway does not use it now; turning HTTPS on "
                     "would fail)"),
                 "stop that program or move it to another port (`systemctl stop ...` or "
-                f"`kill {others[0].pid}`), then `systemctl restart jupyterhub-proxy`; or "
+                f"`kill {others[0].pid}`), then {RESTART_PROXY}; or "
                 "give hardway another port: `hardway config set http.port N` (or "
                 "https.port) and `hardway config reload`"))
         elif unseen and not procs:
@@ -200,7 +206,7 @@ def port_findings(wanted: Mapping[int, bool], listeners: list[Listener],
         elif needed:
             out.append(Finding(
                 fid, PROBLEM, f"nothing listens on port {port}; hardway's proxy should",
-                "`systemctl restart jupyterhub-proxy`; if it fails: `journalctl -u "
+                f"{RESTART_PROXY}; if it fails: `journalctl -u "
                 "jupyterhub-proxy -n 50`"))
         else:
             out.append(Finding(fid, OK, f"port {port} is free"))
@@ -511,8 +517,18 @@ class Doctor:
         listeners = [ln for ln in listeners if ln.port in wanted]
         owners = socket_owners({ln.inode for ln in listeners})
         traefik = str(self.paths.traefik_binary)
+        # systemd (PID 1) holds the proxy's ports for it (its socket units): ours while
+        # those units are up (another socket on the port would have kept them down)
+        from hardway.apply import transaction as txn
+
+        sockets = sorted({u for c in txn.read_json(self.paths.manifest).values()
+                          if (u := txn.unit_of(c) or "").startswith("jupyterhub-proxy-")
+                          and u.endswith(".socket")})
+        r = _run(["systemctl", "show", "-P", "ActiveState", *sockets]) if sockets else None
+        held = r is not None and r.returncode == 0 and set(r.stdout.split()) == {"active"}
         return port_findings(wanted, listeners, owners,
-                             lambda p: p.exe == traefik or p.exe.startswith(traefik + " "))
+                             lambda p: p.exe == traefik or p.exe.startswith(traefik + " ")
+                             or (held and p.pid == 1))
 
     # routes
     def hub_api(self, path: str) -> Any:

@@ -15,7 +15,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -416,6 +416,33 @@ def service_units(files: list[File]) -> list[str]:
     return [*helpers, PROXY_UNIT, HUB_UNIT]
 
 
+def proxy_sockets(units: Iterable[str]) -> list[str]:
+    """The proxy's listening sockets among ``units`` (systemd holds its public ports)."""
+    return sorted({u for u in units if u.startswith("jupyterhub-proxy-")
+                   and u.endswith(".socket")})
+
+
+def cycle_proxy_sockets(system: System, sockets: list[str], restart: set[str],
+                        check: bool = True) -> list[str]:
+    """Bring up the proxy's sockets that are new, changed (in ``restart``) or down, with
+    the proxy stopped meanwhile: systemd refuses to start a socket whose service runs,
+    and the old proxy may still hold the port itself (before sockets, or a changed
+    address). Returns the sockets it started (the proxy was restarted then); none when
+    every socket is up and unchanged (the proxy restarts alone, its ports kept
+    listening)."""
+    stale = [u for u in sockets if u in restart
+             or system.unit_state(u).get("ActiveState") != "active"]
+    if not stale:
+        return []
+    system.systemctl("stop", PROXY_UNIT, check=check)
+    for unit in stale:
+        if system.unit_state(unit).get("UnitFileState") != "enabled":
+            system.systemctl("enable", unit, check=check)
+        system.systemctl("restart", unit, check=check)
+    system.systemctl("start", PROXY_UNIT, check=check)
+    return stale
+
+
 def restart_verb(unit: str) -> str:
     """The proxy and the hub restart; a helper (a oneshot that loads rules) reloads."""
     return "restart" if unit in (PROXY_UNIT, HUB_UNIT) else "reload-or-restart"
@@ -426,7 +453,15 @@ def services_step(system: System, daemon_reload: bool, restart: set[str],
     changes = []
     if daemon_reload:
         system.systemctl("daemon-reload")
-    for unit in units or [PROXY_UNIT, HUB_UNIT]:
+    units = units or [PROXY_UNIT, HUB_UNIT]
+    sockets = proxy_sockets(units)
+    cycled = cycle_proxy_sockets(system, sockets, restart)
+    if cycled:
+        changes.append(f"started {', '.join(cycled)} and {PROXY_UNIT} on them")
+        restart = restart - {PROXY_UNIT}  # just started
+    for unit in units:
+        if unit in sockets:
+            continue
         state = system.unit_state(unit)
         if state.get("UnitFileState") != "enabled":
             system.systemctl("enable", unit)
@@ -490,6 +525,9 @@ def undo(paths: Paths, system: System, record: txn.Pending, restart: set[str],
                 units.add(unit)
     if any(name.endswith(txn.UNIT_SUFFIXES) for name in record.saved):
         system.systemctl("daemon-reload", check=False)
+    sockets = proxy_sockets(txn.unit_of(c) or "" for c in owned.values())
+    if cycle_proxy_sockets(system, sockets, units, check=False):
+        units -= {PROXY_UNIT, *sockets}
     for unit in (*sorted(units - {PROXY_UNIT, HUB_UNIT}), PROXY_UNIT, HUB_UNIT):
         if unit in units:
             system.systemctl(restart_verb(unit), unit, check=False)

@@ -26,10 +26,12 @@ from .install import (
     PROXY_UNIT,
     apt_step,
     collect,
+    cycle_proxy_sockets,
     ensure_generated_secrets,
     hub_env,
     hub_env_fingerprint,
     post_install_step,
+    proxy_sockets,
     public_secrets,
     read_state,
     remembered_wheelhouse,
@@ -153,7 +155,7 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
             # install() asked for
             restart = txn.to_restart(plan, code) | {UNIT_OF[c] for c in force} | ctx.restart
             restarted = restart_units(system, plan.unit_files_changed() or bool(
-                plan.dropped_units), restart, settings, timeout)
+                plan.dropped_units), restart, settings, timeout, plan.owned)
             txn.write_json(paths.manifest, plan.owned)
             txn.record_running(paths.running, plan.owned, code)
             ctx.state["hub_env"] = code[HUB_UNIT]
@@ -240,10 +242,19 @@ def environments(paths: Paths, system: System, registry: Registry,
 
 
 def restart_units(system: System, reload_units: bool, restart: set[str], settings: Settings,
-                  timeout: float) -> list[str]:
+                  timeout: float, owned: dict[str, str] | None = None) -> list[str]:
+    """``owned``: the rendered files' components (the proxy's sockets among them)."""
     if reload_units:
         system.systemctl("daemon-reload")
     done = []
+    # the proxy's ports: (re)started with the proxy stopped, only when one changed or is
+    # down (a restore stopped them); else the proxy restarts alone on its sockets
+    sockets = proxy_sockets(txn.unit_of(c) or "" for c in (owned or {}).values())
+    cycled = cycle_proxy_sockets(system, sockets, restart) if (
+        {PROXY_UNIT, *sockets} & restart) else []
+    if cycled:
+        done += [*cycled, PROXY_UNIT]
+        restart = restart - {*sockets, PROXY_UNIT}
     # helpers first, then the proxy: the hub needs the proxy up
     helpers = sorted(restart - {PROXY_UNIT, HUB_UNIT})
     for unit in (*helpers, PROXY_UNIT, HUB_UNIT):

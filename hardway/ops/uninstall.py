@@ -36,17 +36,24 @@ FINAL_SUFFIX = "-uninstall"
 class Plan:
     units: list[str]
     files: list[Path]
+    #: the units hardway installed (disabled, not only stopped); the others in ``units``
+    #: are users' servers (transient)
+    installed: list[str]
     trees: list[Path]
     accounts: list[str]
 
 
 def plan(paths: Paths, system: System,
          accounts: Callable[[], list[Account]] = hub_accounts) -> Plan:
-    owned = [Path(p) for p in txn.read_json(paths.manifest)]
+    manifest = txn.read_json(paths.manifest)
+    owned = [Path(p) for p in manifest]
     unit_files = [paths.unit(u) for u in UNITS]
     files = sorted({*unit_files, *owned, paths.cli_link})
     trees = [paths.state, paths.etc, paths.cache, paths.log_dir, paths.prefix]
-    return Plan(units=[*user_units(system), *UNITS],
+    # every other unit hardway rendered (the proxy's sockets, courses' formgraders,
+    # timers): stopped first, so that nothing restarts what goes after it
+    helpers = sorted({u for c in manifest.values() if (u := txn.unit_of(c))} - set(UNITS))
+    return Plan(units=[*user_units(system), *helpers, *UNITS], installed=[*helpers, *UNITS],
                 files=[f for f in files if os.path.lexists(f)],
                 trees=[t for t in trees if os.path.lexists(t)],
                 accounts=[a.name for a in accounts()])
@@ -139,7 +146,7 @@ def _uninstall(paths: Paths, system: System, purge: bool, out: Callable[[str], N
         out("hardway: no hub state left to back up (an earlier uninstall removed it)"
             + (f"; the last final backup: {earlier[-1]}" if earlier else ""))
     for unit in p.units:
-        if unit in UNITS:
+        if unit in p.installed:
             system.systemctl("disable", "--now", unit, check=False)
         else:  # a user's server: a transient unit, nothing to disable
             system.systemctl("stop", unit, check=False)

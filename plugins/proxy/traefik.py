@@ -27,7 +27,7 @@ from hardway.plugin import (
 )
 from hardway.plugin import keytypes as kt
 from hardway.plugin.manager import results
-from hardway.render import render_unit, toml_bytes
+from hardway.render import HEADER, render_unit, toml_bytes
 
 PROXY_USER = "hardway-proxy"
 API_USER = "hardway"
@@ -51,6 +51,12 @@ def acme_store(acme_dir: Path, ca_server: str) -> Path:
 
 #: the proxy's unit (restarted after a new binary or a removed link)
 PROXY_UNIT = "jupyterhub-proxy.service"
+
+
+def socket_unit(entry_point: str) -> str:
+    """The systemd socket holding an entry point's port (hardway's core restarts these
+    only with the proxy stopped: see hardway.ops.install.proxy_sockets)."""
+    return f"jupyterhub-proxy-{entry_point}.socket"
 
 
 class Traefik(Choice):
@@ -223,6 +229,28 @@ class Traefik(Choice):
         store["defaultCertificate"] = cert
         return dynamic
 
+    def sockets(self, static: dict[str, Any], settings: Settings, p: Paths) -> list[File]:
+        """A systemd socket per public entry point, named after it (Traefik takes the
+        listening socket whose name is its entry point's): systemd holds the ports."""
+        files = []
+        for name, entry in sorted(static["entryPoints"].items()):
+            if name == API_ENTRYPOINT:
+                continue  # loopback, Traefik's own (the hub reaches it; nothing waits)
+            unit = socket_unit(name)
+            address = entry["address"]
+            listen = address.removeprefix(":")  # ":80": every address, as systemd's "80"
+            lines = [f"# {HEADER}", "[Unit]",
+                     f"Description=hardway: the proxy's {name} port (systemd holds it across "
+                     "restarts of the proxy)", "", "[Socket]", f"ListenStream={listen}",
+                     f"FileDescriptorName={name}", f"Service={PROXY_UNIT}", "NoDelay=yes",
+                     "Backlog=4096"]
+            if not address.startswith(":"):
+                lines.append("FreeBind=yes")  # a given address may come up after boot
+            lines += ["", "[Install]", "WantedBy=sockets.target", ""]
+            files.append(File(p.unit(unit), "\n".join(lines).encode(),
+                              component=unit))
+        return files
+
     def render(self, settings: Settings, ctx: Context) -> list[File]:
         p = ctx.paths
         static = self.static_config(settings, ctx)
@@ -235,11 +263,15 @@ class Traefik(Choice):
             File(p.traefik_toml, toml_bytes(static), 0o640, "root", PROXY_USER, "proxy"),
             File(p.rules_dir / "00-hardway.toml", toml_bytes(dynamic), 0o640, "root",
                  PROXY_USER, "proxy-dynamic"),
-            File(p.unit("jupyterhub-proxy.service"),
-                 render_unit("jupyterhub-proxy.service", proxy_user=PROXY_USER,
-                             traefik_binary=p.traefik_binary, traefik_toml=p.traefik_toml,
-                             acme_dir=p.acme_dir), component="proxy"),
         ]
+        sockets = self.sockets(static, settings, p)
+        files += [*sockets,
+                  File(p.unit("jupyterhub-proxy.service"),
+                       render_unit("jupyterhub-proxy.service", proxy_user=PROXY_USER,
+                                   traefik_binary=p.traefik_binary,
+                                   traefik_toml=p.traefik_toml, acme_dir=p.acme_dir,
+                                   sockets=" ".join(f.component for f in sockets)),
+                       component="proxy")]
         if tls.source(settings) == "acme":
             files += [File(path, content, 0o640, "root", PROXY_USER, "proxy")
                       for path, content in self.acme_cas(settings, ctx)]
