@@ -255,8 +255,7 @@ def test_logo_and_classic_notebook(hub):
 
 
 def test_idle_servers_are_culled(hub):
-    hw(hub, "config", "set", "services.cull.timeout", "20")
-    hw(hub, "config", "set", "services.cull.every", "5")
+    hw(hub, "config", "set", "services.cull.timeout", "10", "services.cull.every", "5")
     hw(hub, "config", "reload")
     u = user(hub, "dave")
     u.start_server()
@@ -269,4 +268,4 @@ def test_idle_servers_are_culled(hub):
     else:
         raise AssertionError("dave's idle server was not culled within 180 s")
     record("cull-after", {"figure": time.monotonic() - t0, "unit": "s",
-                          "how": "server start to culled, with timeout 20 s, every 5 s"})
+                          "how": "server start to culled, with timeout 10 s, every 5 s"})
