@@ -185,5 +185,10 @@ def test_the_jwks_holds_only_the_public_key(tool_key):
     jwks = g.tool_jwks(tool_key.encode())
     (key,) = jwks["keys"]
     assert key["kty"] == "RSA" and key["alg"] == "RS256" and key["use"] == "sig"
-    assert "d" not in key and "p" not in key and key["kid"] == g.key_id(tool_key)
+    # the kid PyLTI1p3 puts in the header of the tool's token requests
+    from pylti1p3.registration import Registration
+
+    signing = Registration().set_tool_private_key(tool_key).set_tool_public_key(
+        g._public_pem(tool_key))
+    assert "d" not in key and "p" not in key and key["kid"] == signing.get_kid()
     assert g.tool_jwks(None) == {"keys": []}

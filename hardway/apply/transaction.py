@@ -224,6 +224,11 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
                  0o600, 0, 0)
 
 
+def units_of(owned: dict[str, str]) -> set[str]:
+    """The systemd units named by the components of rendered files (a manifest)."""
+    return {u for c in owned.values() if (u := unit_of(c))}
+
+
 def manifest_of(files: Iterable[File]) -> dict[str, str]:
     return {str(f.path): f.component for f in files}
 
@@ -286,9 +291,8 @@ def plan(files: list[File], changed: list[tuple[File, str]], manifest: Path,
     before = digests(old or owned, code_before)
     recorded = read_json(running_file)
     running = {u: recorded.get(u) or before.get(u, "") for u in {*before, *recorded}}
-    dropped = sorted({unit_of(c) for c in old.values() if unit_of(c)}
-                     - {unit_of(c) for c in owned.values() if unit_of(c)})
-    return Plan(changed, removed, [u for u in dropped if u], running, owned, bool(old))
+    dropped = sorted(units_of(old) - units_of(owned))
+    return Plan(changed, removed, dropped, running, owned, bool(old))
 
 
 def to_restart(p: Plan, code: dict[str, str]) -> set[str]:

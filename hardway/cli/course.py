@@ -242,7 +242,7 @@ def _send_grades(settings: Any, paths: Paths, cid: str, assignment: str,
 
     from hardway_plugins.auth import lti, lti_grades
     from hardway_plugins.courses import courses
-    from hardway_plugins.spawner.systemd import unix_name
+    from hardway_plugins.spawner.systemd import unix_name, user_prefix
 
     from hardway.apply.system import System
     from hardway.errors import ConfigError
@@ -261,10 +261,9 @@ def _send_grades(settings: Any, paths: Paths, cid: str, assignment: str,
     store = lti_grades.GradeStore(lti.grades_db_path(paths))
     known = {u for t in store.lti13_targets(cid) for u in t.members}
     known |= {r.username for r in store.lti11_results(cid)}
-    prefix = (settings["spawner.systemd.user_prefix"]
-              if "spawner.systemd.user_prefix" in settings.decl else "jupyter-")
     existing = settings["auth.type"] == "pam"
-    username = {unix_name(u, prefix, existing=existing): u for u in sorted(known)}
+    username = {unix_name(u, user_prefix(settings), existing=existing): u
+                for u in sorted(known)}
     scores = [lti_grades.Score(r["assignment"], r["student"], username.get(r["student"]),
                                r["score"], r["max_score"], r["needs_manual_grade"])
               for r in rows]

@@ -735,8 +735,7 @@ def restore(paths: Paths, system: System, path: Path, out: Callable[[str], None]
         # store only at start, so it must start after the store is back; its sockets
         # before it (a connection to one would start it again)
         system.systemctl("stop", HUB_UNIT, check=False)
-        for unit in proxy_sockets(txn.unit_of(c) or "" for c in txn.read_json(
-                paths.manifest).values()):
+        for unit in proxy_sockets(txn.units_of(txn.read_json(paths.manifest))):
             system.systemctl("stop", unit, check=False)
         system.systemctl("stop", PROXY_UNIT, check=False)
         out(f"stopped {HUB_UNIT}, {PROXY_UNIT}" + (f" and {len(units)} user server(s)"

@@ -521,9 +521,9 @@ class Doctor:
         # those units are up (another socket on the port would have kept them down)
         from hardway.apply import transaction as txn
 
-        sockets = sorted({u for c in txn.read_json(self.paths.manifest).values()
-                          if (u := txn.unit_of(c) or "").startswith("jupyterhub-proxy-")
-                          and u.endswith(".socket")})
+        from .install import proxy_sockets
+
+        sockets = proxy_sockets(txn.units_of(txn.read_json(self.paths.manifest)))
         r = _run(["systemctl", "show", "-P", "ActiveState", *sockets]) if sockets else None
         held = r is not None and r.returncode == 0 and set(r.stdout.split()) == {"active"}
         return port_findings(wanted, listeners, owners,

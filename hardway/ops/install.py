@@ -525,7 +525,7 @@ def undo(paths: Paths, system: System, record: txn.Pending, restart: set[str],
                 units.add(unit)
     if any(name.endswith(txn.UNIT_SUFFIXES) for name in record.saved):
         system.systemctl("daemon-reload", check=False)
-    sockets = proxy_sockets(txn.unit_of(c) or "" for c in owned.values())
+    sockets = proxy_sockets(txn.units_of(owned))
     if cycle_proxy_sockets(system, sockets, units, check=False):
         units -= {PROXY_UNIT, *sockets}
     for unit in (*sorted(units - {PROXY_UNIT, HUB_UNIT}), PROXY_UNIT, HUB_UNIT):

@@ -249,7 +249,7 @@ def restart_units(system: System, reload_units: bool, restart: set[str], setting
     done = []
     # the proxy's ports: (re)started with the proxy stopped, only when one changed or is
     # down (a restore stopped them); else the proxy restarts alone on its sockets
-    sockets = proxy_sockets(txn.unit_of(c) or "" for c in (owned or {}).values())
+    sockets = proxy_sockets(txn.units_of(owned or {}))
     cycled = cycle_proxy_sockets(system, sockets, restart) if (
         {PROXY_UNIT, *sockets} & restart) else []
     if cycled:

@@ -52,7 +52,7 @@ def plan(paths: Paths, system: System,
     trees = [paths.state, paths.etc, paths.cache, paths.log_dir, paths.prefix]
     # every other unit hardway rendered (the proxy's sockets, courses' formgraders,
     # timers): stopped first, so that nothing restarts what goes after it
-    helpers = sorted({u for c in manifest.values() if (u := txn.unit_of(c))} - set(UNITS))
+    helpers = sorted(txn.units_of(manifest) - set(UNITS))
     return Plan(units=[*user_units(system), *helpers, *UNITS], installed=[*helpers, *UNITS],
                 files=[f for f in files if os.path.lexists(f)],
                 trees=[t for t in trees if os.path.lexists(t)],

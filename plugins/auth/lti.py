@@ -31,11 +31,9 @@ from hardway.plugin import (
 )
 from hardway.plugin import keytypes as kt
 
-from .lti_grades import tool_jwks
+from .lti_grades import GRADES_DB, tool_jwks
 
 NONCE_DB = "lti-nonces.sqlite"  # in paths.hub_dir (root-only): used nonces, both versions
-#: in paths.hub_dir (root-only): students' LMS identities and the grades sent (lti_grades)
-GRADES_DB = "lti-grades.sqlite"
 
 
 def nonce_db_path(ctx: Context) -> str:

@@ -45,6 +45,7 @@ from ltiauthenticator.utils import convert_request_to_dict
 from tornado.web import HTTPError
 from traitlets import Dict, List, Unicode
 
+from . import private_sqlite
 from .lti_courses import CONTEXT_CLAIM, ROLES_CLAIM, CourseLanding, LtiCourses
 
 #: upstream's LTI 1.1 validator refuses an oauth_timestamp further than this from now (s)
@@ -85,22 +86,8 @@ class NonceStore:
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             try:
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o600)
-                try:
-                    os.fchmod(fd, 0o600)
-                finally:
-                    os.close(fd)
-                db = sqlite3.connect(self.path, timeout=self.busy_timeout,
-                                     isolation_level=None, check_same_thread=False)
-                try:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.execute("PRAGMA synchronous=FULL")
-                    db.executescript(_SCHEMA)
-                except sqlite3.Error:
-                    db.close()
-                    raise
+                db = private_sqlite.connect(self.path, _SCHEMA, self.busy_timeout,
+                                            check_same_thread=False)
             except (OSError, sqlite3.Error) as e:
                 raise NonceStoreError(f"cannot open the LTI nonce store {self.path}: {e} "
                                       "(if it is damaged, remove it: the hub recreates it)"

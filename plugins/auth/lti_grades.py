@@ -35,11 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-GRADES_DB = "lti-grades.sqlite"  # in paths.hub_dir (root-only)
+from . import private_sqlite
+
+#: in paths.hub_dir (root-only): students' LMS identities and the grades sent
+GRADES_DB = "lti-grades.sqlite"
 AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
 SCORE_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
 LINEITEM_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem"
-LINEITEM_READ_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem.readonly"
 #: the LTI 1.1 custom parameter naming the nbgrader assignment of an LMS link
 LTI11_ASSIGNMENT = "custom_nbgrader_assignment"
 
@@ -82,21 +84,10 @@ class GradeStore:
     def _db(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             try:
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o600)
-                try:
-                    os.fchmod(fd, 0o600)
-                finally:
-                    os.close(fd)
-                db = sqlite3.connect(self.path, timeout=self.busy_timeout,
-                                     isolation_level=None)
+                db = private_sqlite.connect(self.path, _SCHEMA, self.busy_timeout)
             except (OSError, sqlite3.Error) as e:
                 raise GradeStoreError(f"cannot open {self.path}: {e}") from e
             try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
-                db.executescript(_SCHEMA)
                 db.execute("BEGIN IMMEDIATE")
                 yield db
                 db.execute("COMMIT")
@@ -294,6 +285,12 @@ def _unreachable(url: str, e: Exception) -> LmsError:
     return LmsError(f"the LMS could not be reached at {url} ({reason})")
 
 
+def already_sent(sent: dict[tuple[str, str, str], tuple[float, float]], target: str,
+                 s: Score) -> bool:
+    """The LMS ``target`` accepted this very score of this student before."""
+    return sent.get((target, s.assignment, s.username or "")) == (s.score, s.max_score)
+
+
 def send_lti13(target: Lti13Target, scores: list[Score], *, token_url: str,
                private_key: str, sent: dict[tuple[str, str, str], tuple[float, float]],
                timeout: float = 20.0) -> tuple[list[Line], list[Line]]:
@@ -311,7 +308,7 @@ def send_lti13(target: Lti13Target, scores: list[Score], *, token_url: str,
     mine = [s for s in scores if s.username in target.members]
     todo, lines = [], []
     for s in mine:
-        if sent.get((target.name, s.assignment, s.username or "")) == (s.score, s.max_score):
+        if already_sent(sent, target.name, s):
             lines.append(Line(s, "unchanged", "sent before"))
         else:
             todo.append(s)
@@ -390,12 +387,6 @@ def tool_jwks(private_pem: bytes | None) -> dict[str, Any]:
     public = json.loads(key.export_public())
     public.update({"alg": "RS256", "use": "sig", "kid": key.thumbprint()})
     return {"keys": [public]}
-
-
-def key_id(private_pem: str) -> str:
-    from jwcrypto.jwk import JWK
-
-    return str(JWK.from_pem(private_pem.encode()).thumbprint())
 
 
 REPLACE_RESULT = """<?xml version="1.0" encoding="UTF-8"?>
@@ -486,9 +477,7 @@ def send_all(store: GradeStore, course: str, scores: Iterable[Score], *, token_u
         except LmsError as e:
             report.errors.append(str(e))
             report.lines += [Line(s, "failed", "not sent: kept for the next run")
-                             for s in mine if sent.get((target.name, s.assignment,
-                                                        s.username or ""))
-                             != (s.score, s.max_score)]
+                             for s in mine if not already_sent(sent, target.name, s)]
             continue
         report.lines += settled
         for line in lines:
@@ -504,7 +493,7 @@ def send_all(store: GradeStore, course: str, scores: Iterable[Score], *, token_u
                 continue
             reached.add((s.assignment, s.student))
             name = f"lti11:{result.service_url}"
-            if sent.get((name, s.assignment, s.username)) == (s.score, s.max_score):
+            if already_sent(sent, name, s):
                 report.lines.append(Line(s, "unchanged", "sent before"))
                 continue
             secret = lti11_secrets.get(result.consumer_key)

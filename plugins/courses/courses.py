@@ -266,44 +266,45 @@ def lti_create(settings: Settings) -> bool:
                                                                                "lti13")
 
 
+def triggered_job(ctx: Context, trigger: str, description: str, command: str,
+                  trigger_unit: str, after: str = "") -> list[File]:
+    """A oneshot job running `hardway COMMAND` as root, and the unit that starts it
+    (``trigger``: a .timer or .path, its text ``trigger_unit``). Both files are the
+    trigger's component: a change restarts the trigger, never runs the job."""
+    service = (f"# {HEADER}\n[Unit]\nDescription=hardway: {description}\n{after}\n"
+               "[Service]\nType=oneshot\n"
+               f"ExecStart={ctx.paths.cli_link} {command}\nTimeoutStartSec=30min\n")
+    job = trigger.rsplit(".", 1)[0] + ".service"
+    return [File(ctx.paths.unit(job), service.encode(), component=trigger),
+            File(ctx.paths.unit(trigger), f"# {HEADER}\n{trigger_unit}".encode(),
+                 component=trigger)]
+
+
 def requests_units(settings: Settings, ctx: Context) -> list[File]:
-    """The path unit watching the requests directory, and the job it starts."""
+    """The path unit watching the requests directory, and the job it starts (as root:
+    it edits the settings and reloads, as `hardway course add` does)."""
     if not lti_create(settings):
         return []
-    spool = requests_dir(ctx.paths)
-    service = (f"# {HEADER}\n[Unit]\n"
-               "Description=hardway: create the courses instructors' launches asked for\n\n"
-               "[Service]\nType=oneshot\n"
-               # root: it edits the settings and reloads, as `hardway course add` does
-               f"ExecStart={ctx.paths.cli_link} course requests\n"
-               "TimeoutStartSec=30min\n")
-    path = (f"# {HEADER}\n[Unit]\n"
-            "Description=hardway: instructors' requests for a course\n\n[Path]\n"
-            f"DirectoryNotEmpty={spool}\nMakeDirectory=yes\nDirectoryMode=0700\n\n"
-            "[Install]\nWantedBy=paths.target\n")
-    return [File(ctx.paths.unit(REQUESTS_PATH.replace(".path", ".service")),
-                 service.encode(), component=REQUESTS_PATH),
-            File(ctx.paths.unit(REQUESTS_PATH), path.encode(), component=REQUESTS_PATH)]
+    return triggered_job(
+        ctx, REQUESTS_PATH, "create the courses instructors' launches asked for",
+        "course requests",
+        "[Unit]\nDescription=hardway: instructors' requests for a course\n\n[Path]\n"
+        f"DirectoryNotEmpty={requests_dir(ctx.paths)}\nMakeDirectory=yes\n"
+        "DirectoryMode=0700\n\n[Install]\nWantedBy=paths.target\n")
 
 
 def grades_units(settings: Settings, ctx: Context) -> list[File]:
-    """The timer that sends new scores to the LMS (courses.grades_every), and its job."""
+    """The timer that sends new scores to the LMS (courses.grades_every), and its job
+    (as root: it reads the tool's key and runs nbgrader as each course's account)."""
     every = settings["courses.grades_every"]
     if not every:
         return []
-    service = (f"# {HEADER}\n[Unit]\n"
-               "Description=hardway: send the courses' new scores to the LMS\n"
-               "After=network-online.target jupyterhub.service\n\n[Service]\nType=oneshot\n"
-               # root: it reads the tool's key and runs nbgrader as each course's account
-               f"ExecStart={ctx.paths.cli_link} course grades --all\n"
-               "TimeoutStartSec=30min\n")
-    timer = (f"# {HEADER}\n[Unit]\nDescription=hardway: send the courses' new scores to "
-             f"the LMS every {every} min\n\n[Timer]\nOnActiveSec=2min\n"
-             f"OnUnitInactiveSec={every}min\nRandomizedDelaySec=30s\n\n"
-             "[Install]\nWantedBy=timers.target\n")
-    return [File(ctx.paths.unit(GRADES_TIMER.replace(".timer", ".service")),
-                 service.encode(), component=GRADES_TIMER),
-            File(ctx.paths.unit(GRADES_TIMER), timer.encode(), component=GRADES_TIMER)]
+    return triggered_job(
+        ctx, GRADES_TIMER, "send the courses' new scores to the LMS", "course grades --all",
+        "[Unit]\nDescription=hardway: send the courses' new scores to the LMS every "
+        f"{every} min\n\n[Timer]\nOnActiveSec=2min\nOnUnitInactiveSec={every}min\n"
+        "RandomizedDelaySec=30s\n\n[Install]\nWantedBy=timers.target\n",
+        after="After=network-online.target jupyterhub.service\n")
 
 
 @hookimpl

@@ -40,7 +40,13 @@ from hardway.plugin import keytypes as kt
 from hardway.render import HEADER, HUB_PORT
 
 from .docker_engine import NETWORK
-from .systemd import ADMIN_GROUP, deny_networks, ensure_admin_group, netpolicy_files
+from .systemd import (
+    ADMIN_GROUP,
+    deny_networks,
+    ensure_admin_group,
+    netpolicy_files,
+    user_prefix,
+)
 
 BRIDGE = "hw-users"
 BRIDGE_UNIT = "hardway-hub-bridge"
@@ -183,8 +189,7 @@ class DockerChoice(Choice):
             },
             "HardwayDockerSpawner": {
                 # the systemd spawner's accounts: the same files under either spawner
-                "user_prefix": settings["spawner.systemd.user_prefix"]
-                if "spawner.systemd.user_prefix" in settings.decl else "jupyter-",
+                "user_prefix": user_prefix(settings),
                 "admin_group": ADMIN_GROUP,
                 "home_base": str(ctx.paths.home),
             },

@@ -117,6 +117,13 @@ def unix_name(hub_name: str, prefix: str = "jupyter-", existing: bool = False) -
     return f"{name[:MAX_UNIX_NAME - 8].rstrip('-')}-{digest}"
 
 
+def user_prefix(settings: Settings) -> str:
+    """The prefix of users' unix accounts: the systemd spawner's setting, which the
+    docker spawner shares (the same accounts under either)."""
+    return (settings["spawner.systemd.user_prefix"]
+            if "spawner.systemd.user_prefix" in settings.decl else "jupyter-")
+
+
 class SystemdChoice(Choice):
     kind = "spawner"
     name = "systemd"
