@@ -227,6 +227,11 @@ class Served:
         return (f"serving {', '.join(self.names) or '?'} issued by {self.issuer}, valid "
                 f"until {self.not_after:%Y-%m-%d} ({left.days} days)")
 
+    def expiry(self) -> str:
+        left = self.not_after - datetime.datetime.now(datetime.timezone.utc)
+        return (f"issued by {self.issuer}, expires {self.not_after:%Y-%m-%d} "
+                f"({left.days} days)")
+
 
 def served(port: int, server_name: str | None, host: str = "127.0.0.1",
            timeout: float = 5) -> Served:

@@ -195,6 +195,8 @@ class RequestLoop:
         self.errors: list[tuple[int, str]] = []
         #: the longest a request took (s), answered or not
         self.slowest = 0.0
+        #: when each request began and ended (time.monotonic())
+        self.spans: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -207,7 +209,8 @@ class RequestLoop:
             except requests.RequestException as e:
                 self.errors.append((len(self.statuses), f"{type(e).__name__}: {e}"[:300]))
                 self.statuses.append(-1)
-            self.slowest = max(self.slowest, time.monotonic() - t0)
+            self.spans.append((t0, time.monotonic()))
+            self.slowest = max(self.slowest, self.spans[-1][1] - t0)
             time.sleep(self.interval)
 
     def __enter__(self) -> RequestLoop:
@@ -217,6 +220,10 @@ class RequestLoop:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    def in_flight(self, at: float) -> list[int]:
+        """The requests (indexes) that had begun and not ended at ``at``."""
+        return [i for i, (t0, t1) in enumerate(self.spans) if t0 <= at <= t1]
 
     @property
     def failed(self) -> list[int]:

@@ -165,8 +165,7 @@ def test_healthy_then_four_planted_problems(hub):
 
     # (a) port 443 held by another process (systemd holds the proxy's ports while its
     # sockets run: stopped too, or the squatter could not bind)
-    proxy = ["jupyterhub-proxy-http.socket", "jupyterhub-proxy-http-redirect.socket",
-             "jupyterhub-proxy"]
+    proxy = ["jupyterhub-proxy-443.socket", "jupyterhub-proxy-80.socket", "jupyterhub-proxy"]
     c.run(["systemctl", "stop", *proxy])
     pid = c.sh("nohup python3 -m http.server --bind 127.0.0.1 --directory /tmp 443 "
                ">/tmp/squatter.log 2>&1 & echo $!").stdout.strip()

@@ -65,11 +65,12 @@ def test_01_units_active_and_enabled(installed):
     status = c.run(["cat", f"/proc/{pid}/status"]).stdout
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
     assert uid_line.split()[1] != "0"
-    # no capability at all: its port is systemd's socket, named after its entry point
-    for field in ("CapEff:", "CapBnd:", "CapAmb:"):
+    # no capability at all (the gate clears its own before it becomes Traefik): its port
+    # is systemd's socket, named after the port, the entry point's name in a drop-in
+    for field in ("CapEff:", "CapPrm:", "CapAmb:"):
         line = next(line for line in status.splitlines() if line.startswith(field))
         assert int(line.split()[1], 16) == 0, line
-    sock = unit_props(c, "jupyterhub-proxy-http.socket", "ActiveState", "UnitFileState",
+    sock = unit_props(c, "jupyterhub-proxy-80.socket", "ActiveState", "UnitFileState",
                       "Listen", "FileDescriptorName")
     assert sock == {"ActiveState": "active", "UnitFileState": "enabled",
                     "Listen": "[::]:80 (Stream)", "FileDescriptorName": "http"}, sock

@@ -68,22 +68,26 @@ def test_given_files_are_served_inline_with_tls12_minimum(paths, registry, tmp_p
     # the key is inline: the file must stay out of reach of everyone but the proxy
     assert (dyn_file.mode, dyn_file.group, dyn_file.component) == (
         0o640, "hardway-proxy", "proxy-dynamic")
-    # systemd holds both ports, each socket named after the entry point served on it
+    # systemd holds both ports, each socket named after its port; a drop-in names it
+    # after the entry point served on it, so a new name leaves the socket open
     for name, port in (("http", 443), ("http-redirect", 80)):
-        socket = files[paths.unit(f"jupyterhub-proxy-{name}.socket")].content.decode()
-        assert f"ListenStream={port}\n" in socket and f"FileDescriptorName={name}\n" in socket
+        unit = paths.unit(f"jupyterhub-proxy-{port}.socket")
+        socket = files[unit].content.decode()
+        assert f"ListenStream={port}\n" in socket and "FileDescriptorName" not in socket
+        named = files[unit.parent / f"{unit.name}.d" / "entry-point.conf"]
+        assert f"FileDescriptorName={name}\n" in named.content.decode()
+        assert named.component == "proxy"  # daemon-reload and a proxy restart, no reopening
     proxy = files[paths.unit("jupyterhub-proxy.service")].content.decode()
-    assert "Sockets=jupyterhub-proxy-http.socket jupyterhub-proxy-http-redirect.socket\n" \
-        in proxy
+    assert "Sockets=jupyterhub-proxy-443.socket jupyterhub-proxy-80.socket\n" in proxy
 
 
 def test_a_given_address_is_bound_even_before_it_is_up(paths, registry):
     write_config(paths, "http:\n  address: 192.0.2.10\n  port: 8000\n")
     files = render(paths, registry)
-    socket = files[paths.unit("jupyterhub-proxy-http.socket")].content.decode()
+    socket = files[paths.unit("jupyterhub-proxy-8000.socket")].content.decode()
     assert "ListenStream=192.0.2.10:8000\n" in socket and "FreeBind=yes\n" in socket
     write_config(paths, "http:\n  address: '2001:db8::10'\n")
-    socket = render(paths, registry)[paths.unit("jupyterhub-proxy-http.socket")]
+    socket = render(paths, registry)[paths.unit("jupyterhub-proxy-80.socket")]
     assert "ListenStream=[2001:db8::10]:80\n" in socket.content.decode()
 
 
@@ -218,3 +222,25 @@ def test_trusted_proxies_for_reverse_proxy_mode(paths, registry):
     ep = static["entryPoints"]["http"]
     assert ep["address"] == "127.0.0.1:8000"
     assert ep["forwardedHeaders"] == {"trustedIPs": ["127.0.0.1/32"]}
+
+
+def test_turning_https_on_leaves_port_80s_socket_open(paths, registry, tmp_path):
+    """Port 80 keeps its socket (only its entry point's name, in a drop-in, changes):
+    systemd re-reads the name at daemon-reload; the new HTTPS port gets a new socket."""
+    from hardway.apply import transaction as txn
+    from hardway.ops.install import restart_plan
+
+    before = render(paths, registry)
+    cert, key = make_cert(tmp_path)
+    write_config(paths, files_config(cert, key))
+    after = render(paths, registry)
+    changed = [(f, "changed") for path, f in after.items()
+               if path not in before or before[path].content != f.content]
+    port80 = paths.unit("jupyterhub-proxy-80.socket")
+    assert port80 not in {f.path for f, _ in changed}
+    assert port80.parent / "jupyterhub-proxy-80.socket.d" / "entry-point.conf" in {
+        f.path for f, _ in changed}
+    daemon_reload, restart = restart_plan(changed)
+    assert daemon_reload and txn.is_unit_file(
+        port80.parent / "jupyterhub-proxy-80.socket.d" / "entry-point.conf")
+    assert restart == {"jupyterhub-proxy.service", "jupyterhub-proxy-443.socket"}

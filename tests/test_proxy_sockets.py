@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from hardway.ops.install import PROXY_UNIT, cycle_proxy_sockets, proxy_sockets, services_step
 
-HTTP, REDIRECT = "jupyterhub-proxy-http.socket", "jupyterhub-proxy-http-redirect.socket"
+HTTP, REDIRECT = "jupyterhub-proxy-443.socket", "jupyterhub-proxy-80.socket"
 
 
 class Systemd:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import tomlkit
@@ -65,14 +66,24 @@ def test_units(paths, registry):
     files = render(paths, registry)
     proxy = files[paths.unit("jupyterhub-proxy.service")].content.decode()
     assert "User=hardway-proxy" in proxy
-    # no capability at all: its public ports are systemd's sockets, named after the
-    # entry points Traefik serves on them
-    assert "CapabilityBoundingSet=\n" in proxy and "AmbientCapabilities" not in proxy
-    assert "Sockets=jupyterhub-proxy-http.socket\n" in proxy
-    socket = files[paths.unit("jupyterhub-proxy-http.socket")]
-    assert socket.component == "jupyterhub-proxy-http.socket"
+    # no capability to bind ports: its public ports are systemd's sockets, named after
+    # the entry points Traefik serves on them. The one capability is the gate's, which
+    # holds the ports while no loaded Traefik serves them (and clears it before exec)
+    assert "CapabilityBoundingSet=CAP_NET_ADMIN\n" in proxy
+    assert "AmbientCapabilities=CAP_NET_ADMIN\n" in proxy
+    gate = paths.proxy_dir / "gate.py"
+    assert files[gate].content.startswith(b'"""The gate in front of the proxy') and \
+        files[gate].component == "proxy"
+    assert re.search(rf"^ExecStart=/usr/bin/python3 -I -S {gate} start --api-port=8099 -- "
+                     rf"{paths.traefik_binary} --configFile={paths.traefik_toml}$", proxy, re.M)
+    assert f"ExecStop=-/usr/bin/python3 -I -S {gate} stop\n" in proxy
+    assert "Type=notify\nNotifyAccess=all\n" in proxy
+    assert "Sockets=jupyterhub-proxy-80.socket\n" in proxy
+    socket = files[paths.unit("jupyterhub-proxy-80.socket")]
+    assert socket.component == "jupyterhub-proxy-80.socket"
     text = socket.content.decode()
-    assert "ListenStream=80\n" in text and "FileDescriptorName=http\n" in text
+    named = files[paths.unit("jupyterhub-proxy-80.socket.d") / "entry-point.conf"]
+    assert "ListenStream=80\n" in text and "FileDescriptorName=http\n" in named.content.decode()
     assert "Service=jupyterhub-proxy.service\n" in text and "FreeBind" not in text
     assert f"ReadWritePaths=-{paths.acme_dir}" in proxy
     hub = files[paths.unit("jupyterhub.service")].content.decode()

@@ -48,6 +48,12 @@ RECORD_VERSION = 1
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path")
 
 
+def is_unit_file(path: Path) -> bool:
+    """A unit file or a drop-in for one (either needs a daemon-reload)."""
+    return path.suffix in UNIT_SUFFIXES or path.parent.name.endswith(
+        tuple(f"{s}.d" for s in UNIT_SUFFIXES))
+
+
 def unit_of(component: str) -> str | None:
     """The systemd unit that must restart when a file of this component changes."""
     if component == "hub":
@@ -278,7 +284,7 @@ class Plan:
         return [f.path for f, _ in self.changed] + self.removed
 
     def unit_files_changed(self) -> bool:
-        return any(p.suffix in UNIT_SUFFIXES for p in self.touched())
+        return any(is_unit_file(p) for p in self.touched())
 
 
 def plan(files: list[File], changed: list[tuple[File, str]], manifest: Path,

@@ -145,10 +145,11 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     except HardwayError as e:
         print(f"settings are not valid: {e}")
         return 0
+    from hardway.ops.https import report
     from hardway.plugin import Context
-    from hardway.tls import status_line
 
-    print(status_line(settings))
+    for line in report(system, settings):
+        print(line)
     ctx = Context(paths, system=system)
     for choice in registry.selected(settings).values():
         try:

@@ -625,7 +625,7 @@ class Doctor:
         return expiry_finding(fid, what, not_after, fix, now)
 
     def _acme_error(self) -> str:
-        from .reload import ACME_FAILURE
+        from .https import ACME_FAILURE
 
         r = _run(["journalctl", "--no-pager", "-o", "cat", "-n", "5000", "-u", PROXY_UNIT])
         errors = [ln.strip() for ln in (r.stdout if r else "").splitlines()

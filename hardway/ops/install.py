@@ -392,7 +392,7 @@ def switch_hub_env(paths: Paths) -> tuple[list[str], Path | None]:
 def restart_plan(changed: list[tuple[File, str]], extra_hub: bool = False,
                  extra_proxy: bool = False) -> tuple[bool, set[str]]:
     """(daemon-reload needed, units to restart) for a set of changed files."""
-    reload_units = any(f.path.suffix in txn.UNIT_SUFFIXES for f, _ in changed)
+    reload_units = any(txn.is_unit_file(f.path) for f, _ in changed)
     restart = set()
     for f, _ in changed:
         if f.component == "hub":
@@ -523,7 +523,7 @@ def undo(paths: Paths, system: System, record: txn.Pending, restart: set[str],
             unit = txn.unit_of(component)
             if unit and name in line:
                 units.add(unit)
-    if any(name.endswith(txn.UNIT_SUFFIXES) for name in record.saved):
+    if any(txn.is_unit_file(Path(name)) for name in record.saved):
         system.systemctl("daemon-reload", check=False)
     sockets = proxy_sockets(txn.units_of(owned))
     if cycle_proxy_sockets(system, sockets, units, check=False):

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +19,7 @@ from hardway.plugin.manager import Registry, load_settings, make_manager
 from hardway.settings import Settings
 
 from .checks import check_rendered, check_traefik
+from .https import acme_outcome
 from .install import (
     HUB_UNIT,
     PROXY_UNIT,
@@ -142,6 +141,14 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         record = txn.begin(paths.pending_change, "config reload", plan.touched(), pending)
         restart: set[str] = set()
         try:
+            if any(f.component == "proxy" for f, _ in changed) and system.unit_state(
+                    PROXY_UNIT).get("ActiveState") == "active":
+                # Traefik restarts for this: stop it before its files change, so the
+                # stopping process never reads the new dynamic file (it would start ACME
+                # orders for names only the new one has, cut off mid-validation). The
+                # gate holds its ports meanwhile: visitors wait, nothing is refused
+                restart.add(PROXY_UNIT)
+                system.systemctl("stop", PROXY_UNIT)
             for unit in plan.dropped_units:
                 system.systemctl("disable", "--now", unit, check=False)
             txn.commit([f for f, _ in changed], plan.removed,
@@ -182,48 +189,9 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         else:
             out("restarted: " + (", ".join(restarted) or "nothing (no restart needed)"))
         if PROXY_UNIT in restarted and tls.source(settings) == "acme":
-            out(acme_outcome(system, settings, acme_wait))
+            for line in acme_outcome(system, settings, acme_wait):
+                out(line)
         return Outcome(changed, restarted, installed)
-
-
-#: what Traefik logs when an ACME order fails (the account, a challenge, the CA)
-ACME_FAILURE = re.compile(r"Unable to obtain ACME certificate|Cannot retrieve the ACME "
-                          r"challenge|The ACME resolver .* is skipped|unable to get ACME account")
-
-
-def acme_outcome(system: System, settings: Settings, wait: float) -> str:
-    """After the proxy restarted with an ACME resolver: wait until the CA's certificate is
-    served, or until Traefik logs why it is not, and say which. The hub already answers
-    either way (Traefik serves a placeholder meanwhile), so this never fails the reload."""
-    domains = settings["https.letsencrypt.domains"]
-    # this start of the proxy only: an error the stopped one logged in the same second
-    # is not this one's
-    invocation = (system.run(["systemctl", "show", "--property=InvocationID", "--value",
-                              PROXY_UNIT], check=False).stdout or "").strip()
-    where = [f"_SYSTEMD_INVOCATION_ID={invocation}"] if invocation else ["-u", PROXY_UNIT]
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            s = tls.served(settings["https.port"], tls.server_name(settings))
-            if not s.placeholder and domains[0] in s.names:
-                return f"https: certificate from the ACME CA: {s.describe()}"
-        except OSError:
-            pass
-        log = system.run(["journalctl", "--no-pager", "-o", "cat", *where],
-                         check=False).stdout or ""
-        errors = [ln.strip() for ln in log.splitlines() if ACME_FAILURE.search(ln)]
-        if errors:
-            return (f"warning: the ACME CA gave no certificate for {', '.join(domains)}; "
-                    f"Traefik says:\n  {errors[-1][:600]}\nUntil this is fixed HTTPS "
-                    "serves Traefik's self-signed placeholder. Usual causes: a name that "
-                    "does not resolve to this server, port 80 (http-01) or 443 "
-                    "(tls-alpn-01) closed to the CA, a wrong EAB key. "
-                    "Watch: journalctl -u jupyterhub-proxy -f")
-        if time.monotonic() > deadline:
-            return (f"warning: no certificate from the ACME CA for {', '.join(domains)} "
-                    f"after {wait:.0f} s (still trying); watch: journalctl -u "
-                    "jupyterhub-proxy -f, then `hardway status`")
-        time.sleep(0.5)
 
 
 def env_specs(paths: Paths, registry: Registry, settings: Settings) -> list[Any]:

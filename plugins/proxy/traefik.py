@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hardway import tls
-from hardway.apply import traefik_binary
+from hardway.apply import proxy_gate, traefik_binary
 from hardway.apply.files import ensure_dir, ensure_self_signed, secure_owner
 from hardway.plugin import (
     Choice,
@@ -38,6 +38,12 @@ RESOLVER = "hardway"
 LE_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
 LE_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 HEADERS = "hardway-headers"
+#: runs the gate (standard library only): there on every supported system, whatever
+#: happens to the hub's environment
+SYSTEM_PYTHON = "/usr/bin/python3"
+#: how long a stopping Traefik lets requests in flight finish (and holds a kernel's
+#: websocket, which Jupyter reopens): new visitors wait this long at most during a restart
+GRACE = "2s"
 
 
 def acme_store(acme_dir: Path, ca_server: str) -> Path:
@@ -49,14 +55,22 @@ def acme_store(acme_dir: Path, ca_server: str) -> Path:
     return acme_dir / f"acme-{host}-{hashlib.sha256(ca_server.encode()).hexdigest()[:8]}.json"
 
 
+def ca_server(settings: Settings) -> str:
+    """The ACME directory URL the settings name."""
+    s = settings.section("https.letsencrypt")
+    return s["ca_server"] or (LE_STAGING if s["staging"] else LE_PRODUCTION)
+
+
 #: the proxy's unit (restarted after a new binary or a removed link)
 PROXY_UNIT = "jupyterhub-proxy.service"
 
 
-def socket_unit(entry_point: str) -> str:
-    """The systemd socket holding an entry point's port (hardway's core restarts these
-    only with the proxy stopped: see hardway.ops.install.proxy_sockets)."""
-    return f"jupyterhub-proxy-{entry_point}.socket"
+def socket_unit(port: int | str) -> str:
+    """The systemd socket holding one public port, named after the port, not the entry
+    point served on it: turning HTTPS on moves the entry point "http" from port 80 to the
+    HTTPS port, and port 80's socket must stay open meanwhile (hardway's core restarts a
+    socket only with the proxy stopped: see hardway.ops.install.proxy_sockets)."""
+    return f"jupyterhub-proxy-{port}.socket"
 
 
 class Traefik(Choice):
@@ -96,8 +110,10 @@ class Traefik(Choice):
         # the hub's routes always live on the entry point named "http" (existing route
         # files name it); with HTTPS on, it listens on the HTTPS port with TLS and a
         # second entry point on the HTTP port only redirects (and answers ACME http-01)
+        lifecycle = {"lifeCycle": {"graceTimeOut": GRACE}}
         main: dict[str, Any] = {
             "address": kt.host_port(address, settings["http.port"]),
+            "transport": lifecycle,
             # defined in the watched dynamic config: edits need no restart
             "http": {"middlewares": [f"{HEADERS}@file"]}, **forwarded}
         entry_points: dict[str, Any] = {ENTRYPOINT: main}
@@ -117,6 +133,7 @@ class Traefik(Choice):
             main["http"]["tls"] = {}
             entry_points[PLAIN_ENTRYPOINT] = {
                 "address": kt.host_port(address, settings["http.port"]),
+                "transport": lifecycle,
                 "http": {"redirections": {"entryPoint": {
                     "to": ENTRYPOINT, "scheme": "https", "permanent": True}}},
                 **forwarded}
@@ -131,7 +148,7 @@ class Traefik(Choice):
 
     def acme(self, settings: Settings, ctx: Context) -> dict[str, Any]:
         s = settings.section("https.letsencrypt")
-        server = s["ca_server"] or (LE_STAGING if s["staging"] else LE_PRODUCTION)
+        server = ca_server(settings)
         acme: dict[str, Any] = {
             "caServer": server,
             # one store per CA: an account from staging (or another CA) is never reused
@@ -229,26 +246,41 @@ class Traefik(Choice):
         store["defaultCertificate"] = cert
         return dynamic
 
+    def gate_options(self, settings: Settings, ctx: Context) -> list[str]:
+        """What the gate checks before it lets connections in: the API router (loaded
+        with every route), and with ACME the stored certificate for the first name."""
+        options = [f"--api-port={settings['proxy.traefik.api_port']}"]
+        if tls.source(settings) == "acme":
+            host = settings["http.address"] or "127.0.0.1"
+            store = acme_store(ctx.paths.acme_dir, ca_server(settings))
+            options += [f"--probe={kt.host_port(host, settings['https.port'])}",
+                        f"--sni={settings['https.letsencrypt.domains'][0]}",
+                        f"--acme-store={store}"]
+        return options
+
     def sockets(self, static: dict[str, Any], settings: Settings, p: Paths) -> list[File]:
-        """A systemd socket per public entry point, named after it (Traefik takes the
-        listening socket whose name is its entry point's): systemd holds the ports."""
+        """A systemd socket per public port; a drop-in names it after the entry point
+        served on it (Traefik takes the listening socket whose name is its entry
+        point's). A new name is a drop-in change: daemon-reload, and the socket stays
+        open; only a new address or port reopens it."""
         files = []
         for name, entry in sorted(static["entryPoints"].items()):
             if name == API_ENTRYPOINT:
                 continue  # loopback, Traefik's own (the hub reaches it; nothing waits)
-            unit = socket_unit(name)
             address = entry["address"]
+            unit = socket_unit(address.rpartition(":")[2])
             listen = address.removeprefix(":")  # ":80": every address, as systemd's "80"
             lines = [f"# {HEADER}", "[Unit]",
-                     f"Description=hardway: the proxy's {name} port (systemd holds it across "
+                     "Description=hardway: a port of the proxy (systemd holds it across "
                      "restarts of the proxy)", "", "[Socket]", f"ListenStream={listen}",
-                     f"FileDescriptorName={name}", f"Service={PROXY_UNIT}", "NoDelay=yes",
-                     "Backlog=4096"]
+                     f"Service={PROXY_UNIT}", "NoDelay=yes", "Backlog=4096"]
             if not address.startswith(":"):
                 lines.append("FreeBind=yes")  # a given address may come up after boot
             lines += ["", "[Install]", "WantedBy=sockets.target", ""]
-            files.append(File(p.unit(unit), "\n".join(lines).encode(),
-                              component=unit))
+            files.append(File(p.unit(unit), "\n".join(lines).encode(), component=unit))
+            files.append(File(p.unit(f"{unit}.d") / "entry-point.conf",
+                              f"# {HEADER}\n[Socket]\nFileDescriptorName={name}\n".encode(),
+                              component="proxy"))
         return files
 
     def render(self, settings: Settings, ctx: Context) -> list[File]:
@@ -265,12 +297,18 @@ class Traefik(Choice):
                  PROXY_USER, "proxy-dynamic"),
         ]
         sockets = self.sockets(static, settings, p)
+        gate = p.proxy_dir / "gate.py"
         files += [*sockets,
+                  File(gate, Path(proxy_gate.__file__).read_bytes(), 0o640, "root",
+                       PROXY_USER, "proxy"),
                   File(p.unit("jupyterhub-proxy.service"),
                        render_unit("jupyterhub-proxy.service", proxy_user=PROXY_USER,
+                                   python=SYSTEM_PYTHON, gate=gate,
+                                   gate_options=" ".join(self.gate_options(settings, ctx)),
                                    traefik_binary=p.traefik_binary,
                                    traefik_toml=p.traefik_toml, acme_dir=p.acme_dir,
-                                   sockets=" ".join(f.component for f in sockets)),
+                                   sockets=" ".join(f.component for f in sockets
+                                                    if f.component != "proxy")),
                        component="proxy")]
         if tls.source(settings) == "acme":
             files += [File(path, content, 0o640, "root", PROXY_USER, "proxy")
