@@ -131,7 +131,7 @@ class Pebble:
                 conf["externalAccountMACKeys"] = self.eab
             self.config_path = self.dir / "pebble-config.json"
             self.config_path.write_text(json.dumps({"pebble": conf}, indent=2))
-            cmgmt = challtest_mgmt_port or free_port()
+            cmgmt = self.challtest_mgmt = challtest_mgmt_port or free_port()
             self.challtestsrv = self._spawn(
                 "challtestsrv",
                 ["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
@@ -222,6 +222,18 @@ class Pebble:
             time.sleep(0.1)
         raise TimeoutError(f"{host}:{port} served no Pebble-issued certificate for "
                            f"{server_name} within {timeout} s (last: {last})")
+
+    def servfail(self, host: str) -> None:
+        """Make the CA's DNS answer SERVFAIL for ``host``: Pebble cannot validate it."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.challtest_mgmt}/set-servfail",
+            data=json.dumps({"host": f"{host}."}).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=5) as r:
+            assert r.status == 200, r.status
+
+    def log(self) -> str:
+        """Pebble's own log so far (its validations, one line each)."""
+        return (self.dir / "pebble.log").read_text(errors="replace")
 
     def logs(self) -> str:
         return "\n".join(

@@ -201,8 +201,10 @@ def alice(hub):
     return HubUser("http://127.0.0.1", "alice", hub.admin_password).sign_in(start_server=True)
 
 
-def over_https(user: HubUser) -> HubUser:
-    u = HubUser(HTTPS, user.name, user.password, verify=False)
+def over_https(user: HubUser, base: str = HTTPS) -> HubUser:
+    """The same user, not checking the certificate; ``base`` http://127.0.0.1 follows
+    the redirect to HTTPS once it is on."""
+    u = HubUser(base, user.name, user.password, verify=False)
     u.token = user.token
     return u
 
@@ -211,7 +213,19 @@ def test_self_signed_then_given_files_without_dropping_a_request(hub, alice):
     before = pids(hub)
     hw(hub, "config", "set", "https.enabled", "true", "https.self_signed", "true",
        "https.self_signed_names", "hub.lab.test,127.0.0.1", "https.hsts", "true")
-    out = reload(hub)
+    # a visitor of the plain-HTTP address, each request on a new connection: answered
+    # before, redirected to HTTPS and answered after, never refused or cut between
+    with RequestLoop(over_https(alice, "http://127.0.0.1"), "/user/alice/api/status",
+                     new_connections=True) as loop:
+        time.sleep(0.5)
+        out = reload(hub)
+        time.sleep(1)
+    record("https-on-requests", {
+        "figure": {"failed": len(loop.failed), "requests": len(loop.statuses),
+                   "slowest_s": round(loop.slowest, 2), "errors": loop.errors},
+        "unit": "requests", "how": "GET alice's server at http://127.0.0.1 (redirects "
+        "followed) every 50 ms, new connections, across config reload turning HTTPS on"})
+    assert loop.failed == [] and len(loop.statuses) > 10, loop.errors
     assert "generated a self-signed certificate for hub.lab.test, 127.0.0.1" in out
     # a static change: the proxy only, and its ports (443 is new; 80 now redirects)
     assert re.search(r"^restarted: jupyterhub-proxy-443\.socket, jupyterhub-proxy\.service$",
@@ -405,7 +419,25 @@ def run_acme(hub, alice, pebble, challenge, domain, expect_issued=True, label=""
        "https.letsencrypt.ca_server", pebble.directory_url,
        "https.letsencrypt.ca_certificates", "/etc/hardway/pebble-ca.pem",
        "https.letsencrypt.challenge", challenge)
-    out = reload(hub)
+    log_before = len(pebble.log())
+    # a new visitor every 50 ms over HTTPS while Traefik restarts with the new challenge
+    # and names: none is refused, cut or answered by a Traefik that has not loaded
+    with RequestLoop(over_https(alice), "/user/alice/api/status",
+                     new_connections=True) as loop:
+        out = reload(hub)
+    record(f"acme-{challenge}{label}-requests", {
+        "figure": {"failed": len(loop.failed), "requests": len(loop.statuses),
+                   "slowest_s": round(loop.slowest, 2), "errors": loop.errors},
+        "unit": "requests", "how": "GET alice's server over HTTPS every 50 ms, new "
+        "connections, across the reload that restarts Traefik for the ACME settings"})
+    assert loop.failed == [], loop.errors
+    # the Traefik being replaced never saw the new names: the CA validated each name
+    # once, for the new process, and none failed
+    validations = pebble.log()[log_before:]
+    record(f"acme-{challenge}{label}-ca-log", {"figure": validations[-3000:], "unit": "log",
+                                               "how": "Pebble's log during the reload"})
+    if expect_issued:
+        assert "invalid" not in validations.lower(), validations
     if not expect_issued:
         # the reload says why, from Traefik's log, instead of leaving a placeholder behind
         for name in (domain, f"www.{domain}"):
@@ -429,15 +461,21 @@ def run_acme(hub, alice, pebble, challenge, domain, expect_issued=True, label=""
     record(f"acme-{challenge}{label}", {"figure": round(took, 2), "unit": "s",
                   "how": "config set + reload until Traefik served a certificate from a "
                          "local Pebble for the domain, chain verified against its root"})
-    assert names_of(leaf) == set(names)
+    # every name is served a certificate valid for it, chained to Pebble's root (with
+    # several names Traefik also holds one for the first name alone: the one clients
+    # sending no name get)
+    assert domain in names_of(leaf)
+    for name in names[1:]:
+        assert names_of(pebble.wait_issued(443, name, timeout=10)) == set(names)
     status = hw(hub, "status").stdout
     assert "https: acme\n" in status, status
     for name in names:
         assert f"  {name}: issued by Pebble Intermediate" in status, status
-    assert f"  (no server name): serving {', '.join(names)} issued by Pebble Intermediate" \
-        in status, status
-    # a client that sends no name (or the IP) gets the ACME certificate too
-    assert names_of(peer_cert(443)) == set(names)
+    assert re.search(rf"^  \(no server name\): serving {re.escape(domain)}\b.* issued by "
+                     "Pebble Intermediate", status, re.M), status
+    # a client that sends no name (or the IP) gets an ACME certificate too, valid for the
+    # first name
+    assert domain in names_of(peer_cert(443))
     stores = hub.c.run(["sh", "-c", "stat -c '%a %U' /var/lib/hardway/proxy/acme/*.json"])
     assert set(stores.stdout.splitlines()) == {"600 hardway-proxy"}, stores.stdout
     r = requests.get("http://127.0.0.1/hub/api/", headers={"Host": domain},
@@ -445,6 +483,40 @@ def run_acme(hub, alice, pebble, challenge, domain, expect_issued=True, label=""
     assert r.status_code in (301, 308) and r.headers["Location"] == f"https://{domain}/hub/api/"
     assert over_https(alice).execute("6 * 7") == "42"  # kernel websocket over HTTPS
     assert pids(hub)["jupyterhub.service"] == hub_pid  # HTTPS never restarted the hub
+
+
+def test_a_name_the_ca_cannot_validate_is_reported_by_name(hub, alice, pebble):
+    """A name the CA cannot validate (its DNS answers SERVFAIL to Pebble) is added to one
+    that has a certificate: reload and status name it with Traefik's reason and never
+    call it served; the other name keeps its certificate, and so do clients that send no
+    name; no request is dropped meanwhile."""
+    good, bad = "lab.hardway.test", "bad.lab.hardway.test"
+    pebble.servfail(bad)
+    put(hub, "/etc/hardway/pebble-ca.pem", Path(pebble.ca_cert_path).read_bytes(), 0o644)
+    # the certificate for the first name, issued by this Pebble in an earlier test
+    hw(hub, "config", "set", "https.letsencrypt.domains", good,
+       "https.letsencrypt.ca_server", pebble.directory_url,
+       "https.letsencrypt.challenge", "tls-alpn-01")
+    assert f"https: certificate from the ACME CA: {good}: issued by Pebble" in reload(hub)
+    hw(hub, "config", "set", "https.letsencrypt.domains", f"{good},{bad}")
+    with RequestLoop(over_https(alice), "/user/alice/api/status",
+                     new_connections=True) as loop:
+        out = reload(hub)
+    assert f"https: certificate from the ACME CA: {good}: issued by Pebble" in out, out
+    said = re.search(rf"^warning: https: the ACME CA gave no certificate for "
+                     rf"{re.escape(bad)}: not issued: Traefik says: (.*)$", out, re.M)
+    # Traefik's reason, this name's own part of the failed order (Pebble could not
+    # resolve it), not the whole log line
+    assert said and "Could not resolve" in said[1] and " ERR " not in said[1], out
+    assert f"certificate from the ACME CA: {bad}" not in out, out
+    status = hw(hub, "status").stdout
+    assert f"  {good}: issued by Pebble Intermediate" in status, status
+    assert f"  {bad}: not issued: Traefik says: " in status, status
+    assert names_of(peer_cert(443, good)) == {good}
+    assert names_of(peer_cert(443, bad)) == {good}  # what there is: not called served
+    assert good in names_of(peer_cert(443))  # no server name: the first name's
+    assert loop.failed == [], loop.errors
+    hw(hub, "config", "set", "https.letsencrypt.domains", good)
 
 
 def test_behind_nginx_terminating_tls(hub):

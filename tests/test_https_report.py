@@ -63,3 +63,20 @@ def test_a_name_the_served_certificate_does_not_cover_is_not_called_issued():
         "new.test: not issued: the certificate served for it names only hub.hardway.test")
     assert NameState("new.test", served("new.test", issuer=tls.TRAEFIK_PLACEHOLDER)).line() \
         == "new.test: not issued yet (Traefik serves its placeholder)"
+
+
+#: the form Traefik 3.7's lego writes (a name Pebble's DNS answered SERVFAIL for)
+BRACKETED = (
+    '2026-11-29T01:16:42Z ERR Unable to obtain ACME certificate for domains error="unable '
+    'to generate a certificate for the domains [bad.lab.hardway.test]: resolver: one or '
+    'more domains had a problem: [bad.lab.hardway.test: invalid authorization: acme: '
+    'error: 400 :: urn:ietf:params:acme:error:malformed :: Could not resolve URL '
+    '\\"bad.lab.hardway.test\\"]" ACME CA=https://127.0.0.1:14000/dir '
+    'domains=["lab.hardway.test","bad.lab.hardway.test"] providerName=hardway.acme')
+
+
+def test_the_bracketed_form_gives_the_names_own_reason():
+    got = reasons(BRACKETED, ["lab.hardway.test", "bad.lab.hardway.test"])
+    assert got == {"bad.lab.hardway.test": (
+        'invalid authorization: acme: error: 400 :: urn:ietf:params:acme:error:malformed '
+        ':: Could not resolve URL "bad.lab.hardway.test"')}

@@ -268,8 +268,9 @@ def start(argv: list[str]) -> None:
             os.setsid()
             try:
                 watch(pid, sockets, args)
-            except BaseException as e:  # never leave the ports held
+            except BaseException as e:  # never leave the ports held, nor systemd waiting
                 release(sockets)
+                notify(f"READY=1\nMAINPID={pid}")
                 log(f"watcher failed ({e}); released the ports")
             os._exit(0)
         os._exit(0)

@@ -20,9 +20,8 @@ from .install import PROXY_UNIT
 #: what Traefik logs when an ACME order fails (the account, a challenge, the CA)
 ACME_FAILURE = re.compile(r"Unable to obtain ACME certificate|Cannot retrieve the ACME "
                           r"challenge|The ACME resolver .* is skipped|unable to get ACME account")
-#: one name's part of a failed order: lego lists them as "[name] acme: error: ..."
-NAME_PROBLEM = re.compile(
-    r"\[(?P<name>[A-Za-z0-9.*-]+)\] (?P<why>.+?)(?=\\n(?:\[|\"|$)|\"(?:\s|$)|$)")
+#: where lego lists each name's problem in a failed order
+PROBLEMS = "had a problem"
 #: the names a failure line is about (zerolog writes domains=["a","b"])
 LINE_DOMAINS = re.compile(r"domains=\[(?P<names>[^\]]*)\]")
 HINT = ("usual causes: a name that does not resolve to this server, port 80 (http-01) or "
@@ -78,6 +77,25 @@ def proxy_log(system: System) -> str:
                       check=False).stdout or ""
 
 
+def name_part(line: str, name: str, others: list[str]) -> str | None:
+    """The part of a failed order's error about ``name``: lego writes "[name] why" (one
+    per line) or "[name: why]"; None if the line has no part for it."""
+    at = line.find(PROBLEMS)
+    if at < 0:
+        return None
+    text = line[at + len(PROBLEMS):]
+    marker = r"(?:^|[\[\s,;]|\\n){}(?:\]\s|:\s)"
+    m = re.search(marker.format(re.escape(name)), text, re.I)
+    if m is None:
+        return None
+    rest = text[m.end():]
+    ends = [e.start() for e in [re.search(r'\]"|\\n\[|\\n"|(?<!\\)"\s|\]$', rest)] if e]
+    ends += [e.start() for o in others if o.lower() != name.lower()
+             and (e := re.search(marker.format(re.escape(o)), rest, re.I))]
+    why = rest[:min(ends)] if ends else rest
+    return why.replace('\\"', '"').strip().removesuffix("\\n").strip()
+
+
 def reasons(log: str, names: list[str]) -> dict[str, str]:
     """Traefik's last reason per name: the name's own part of a failed order, else a
     failure naming it, else a failure naming no domain (the account, the CA)."""
@@ -85,15 +103,14 @@ def reasons(log: str, names: list[str]) -> dict[str, str]:
     for line in (ln.strip() for ln in log.splitlines()):
         if not ACME_FAILURE.search(line):
             continue
-        parts = {m["name"].lower(): m["why"].strip() for m in NAME_PROBLEM.finditer(line)}
+        parts = {n: part for n in names if (part := name_part(line, n, names))}
         listed = LINE_DOMAINS.search(line)
         about = ({n.strip(' "').lower() for n in listed["names"].split(",")}
                  if listed else set())
         for name in names:
-            key = name.lower()
-            if key in parts:
-                found[name] = parts[key][:400]
-            elif not parts and (key in about or not about):
+            if name in parts:
+                found[name] = parts[name][:400]
+            elif PROBLEMS not in line and (name.lower() in about or not about):
                 found[name] = line[:400]
     return found
 

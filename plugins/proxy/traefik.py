@@ -220,11 +220,14 @@ class Traefik(Choice):
                                                   "sniStrict": False}},
                           "stores": {"default": store}}
         if mode == "acme":
-            domains = settings["https.letsencrypt.domains"]
             # clients that send no server name (or an IP) get the ACME certificate too,
-            # not Traefik's built-in "TRAEFIK DEFAULT CERT"
+            # not Traefik's built-in "TRAEFIK DEFAULT CERT": any certificate valid for the
+            # first name. Not one for the whole set: a name the CA refuses would leave
+            # them the placeholder (and with several names, Traefik orders this one
+            # apart: one more certificate, for the first name alone)
             store["defaultGeneratedCert"] = {
-                "resolver": RESOLVER, "domain": {"main": domains[0], "sans": domains[1:]}}
+                "resolver": RESOLVER,
+                "domain": {"main": settings["https.letsencrypt.domains"][0]}}
             return dynamic
         if mode == "files":
             cert_path, key_path = Path(settings["https.tls.cert"]), Path(settings["https.tls.key"])
