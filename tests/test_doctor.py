@@ -317,3 +317,26 @@ def test_doctor_service_is_read_only_and_needs_its_token(tmp_path):
     role = next(r for r in config["JupyterHub"]["load_roles"] if r["name"] == "hardway-doctor")
     assert role["scopes"] == ["list:users", "read:servers"]
     assert role["services"] == ["hardway-doctor"]
+
+
+def test_only_a_process_of_the_proxy_service_is_the_proxys_by_its_cgroup(tmp_path, monkeypatch):
+    """The gate's watcher (python3, in the proxy's service) holds the proxy's sockets too;
+    a python3 elsewhere holding the port is another program."""
+    import os
+
+    assert not d.in_proxy_unit(os.getpid())  # this test runs in no such unit
+    assert not d.in_proxy_unit(2**22 + 1)  # no such process
+    proc = tmp_path / "proc" / "7"
+    proc.mkdir(parents=True)
+    (proc / "cgroup").write_text("0::/system.slice/jupyterhub-proxy.service\n")
+    real = d.Path
+
+    def fake(p: str) -> object:
+        return real(str(p).replace("/proc/", f"{tmp_path}/proc/", 1))
+
+    monkeypatch.setattr(d, "Path", fake)
+    assert d.in_proxy_unit(7)
+    (proc / "cgroup").write_text("0::/system.slice/jupyterhub-proxy.service.d/x\n"
+                                 "1:name=systemd:/user.slice/user@1000.service/app.slice/"
+                                 "jupyterhub-proxy.service\n")
+    assert not d.in_proxy_unit(7)

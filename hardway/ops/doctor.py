@@ -162,6 +162,18 @@ def _process(entry: Path) -> Process:
     return Process(int(entry.name), command, exe)
 
 
+def in_proxy_unit(pid: int) -> bool:
+    """Whether a process runs in the proxy's service (the gate's watcher holds its
+    sockets too)."""
+    try:
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+    # the system's unit, not a user's own unit of that name
+    return any(line.rstrip().endswith(f"/system.slice/{PROXY_UNIT}")
+               for line in cgroups.splitlines())
+
+
 #: the proxy and its sockets (systemd's, on its ports) started again, in the order systemd
 #: accepts (a socket does not start while its service runs)
 RESTART_PROXY = ("`systemctl stop jupyterhub-proxy && systemctl start "
@@ -528,7 +540,7 @@ class Doctor:
         held = r is not None and r.returncode == 0 and set(r.stdout.split()) == {"active"}
         return port_findings(wanted, listeners, owners,
                              lambda p: p.exe == traefik or p.exe.startswith(traefik + " ")
-                             or (held and p.pid == 1))
+                             or (held and p.pid == 1) or in_proxy_unit(p.pid))
 
     # routes
     def hub_api(self, path: str) -> Any:
