@@ -65,3 +65,19 @@ def test_install_starts_the_sockets_before_the_proxy_and_the_hub():
 def test_only_the_proxys_sockets_are_cycled():
     units = ["hardway-hub-bridge.socket", HTTP, REDIRECT, PROXY_UNIT]
     assert proxy_sockets(units) == sorted([HTTP, REDIRECT])
+
+
+def test_a_removed_drop_in_takes_its_directory_when_nothing_else_is_in_it(tmp_path):
+    """A port changed: the old socket's drop-in goes, and its directory with it, unless
+    the admin keeps a file of their own there."""
+    from hardway.apply import transaction as txn
+
+    ours = tmp_path / "jupyterhub-proxy-80.socket.d"
+    shared = tmp_path / "jupyterhub-proxy-8000.socket.d"
+    for d in (ours, shared):
+        d.mkdir()
+        (d / "entry-point.conf").write_text("[Socket]\nFileDescriptorName=http\n")
+    (shared / "override.conf").write_text("[Socket]\nBacklog=10\n")
+    txn.commit([], [ours / "entry-point.conf", shared / "entry-point.conf"], {})
+    assert not ours.exists()
+    assert sorted(p.name for p in shared.iterdir()) == ["override.conf"]

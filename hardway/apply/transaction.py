@@ -54,6 +54,18 @@ def is_unit_file(path: Path) -> bool:
         tuple(f"{s}.d" for s in UNIT_SUFFIXES))
 
 
+def drop_in_dir_gone(removed: Path) -> bool:
+    """After a drop-in's removal: remove its unit's drop-in directory if nothing else is
+    in it (a socket whose port changed; an admin's own override keeps it)."""
+    if not (is_unit_file(removed) and removed.parent.name.endswith(".d")):
+        return False
+    try:
+        removed.parent.rmdir()
+    except OSError:
+        return False
+    return True
+
+
 def unit_of(component: str) -> str | None:
     """The systemd unit that must restart when a file of this component changes."""
     if component == "hub":
@@ -205,6 +217,9 @@ def commit(changes: Iterable[File], removals: Iterable[Path],
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         dirs.add(path.parent)
+        if drop_in_dir_gone(path):
+            dirs.discard(path.parent)
+            dirs.add(path.parent.parent)
     for d in dirs:
         with contextlib.suppress(OSError):
             dfd = os.open(d, os.O_RDONLY)

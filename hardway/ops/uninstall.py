@@ -162,9 +162,7 @@ def _uninstall(paths: Paths, system: System, purge: bool, out: Callable[[str], N
     for f in p.files:
         if _rm(f):
             out(f"removed {f}")
-        if txn.is_unit_file(f) and f.parent.name.endswith(".d") and f.parent.is_dir() \
-                and not any(f.parent.iterdir()):
-            f.parent.rmdir()  # a drop-in directory hardway made (the proxy's sockets)
+        txn.drop_in_dir_gone(f)
     system.systemctl("daemon-reload", check=False)
     system.systemctl("reset-failed", check=False)
     for t in p.trees:
