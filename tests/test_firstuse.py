@@ -182,8 +182,9 @@ def test_too_short_and_too_long_passwords_are_refused_with_a_message(tmp_path):
 
 def test_bcrypt_runs_off_the_event_loop(tmp_path):
     """10 first logins and then 10 logins at once, bcrypt at cost 12 (~0.2 s each): the
-    loop keeps ticking at least every 0.25 s (on the loop, 10 hashes would stall it for
-    ~2 s; the margin absorbs a busy 2-core machine's scheduling)."""
+    loop keeps ticking at least every 0.6 s. On the loop, the 10 hashes would stall it
+    for ~2 s at once; the margin absorbs a 2-core machine whose cores the 10 hashing
+    threads and a parallel test run share (0.25 s failed once so)."""
     names = [f"user{i}" for i in range(10)]
 
     async def run() -> None:
@@ -191,13 +192,13 @@ def test_bcrypt_runs_off_the_event_loop(tmp_path):
         results, gap = await while_ticking(lambda: asyncio.gather(
             *(login(auth, n, f"{n}-password") for n in names)))
         assert results == names
-        assert gap < 0.25, f"the loop stalled for {gap:.2f} s during first logins"
+        assert gap < 0.6, f"the loop stalled for {gap:.2f} s during first logins"
         assert all(h.startswith(b"$2b$12$") for h in stored(auth).values())
         results, gap = await while_ticking(lambda: asyncio.gather(
             *(login(auth, n, f"{n}-password") for n in names),
             login(auth, "user0", "wrong-password")))
         assert results == [*names, None]
-        assert gap < 0.25, f"the loop stalled for {gap:.2f} s during logins"
+        assert gap < 0.6, f"the loop stalled for {gap:.2f} s during logins"
 
     asyncio.run(run())
 
