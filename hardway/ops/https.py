@@ -67,11 +67,17 @@ def covers(cert_names: tuple[str, ...], name: str) -> bool:
     return False
 
 
-def proxy_log(system: System) -> str:
-    """The running proxy's journal (this start only: an error the stopped one logged
-    is not this one's)."""
-    invocation = (system.run(["systemctl", "show", "--property=InvocationID", "--value",
-                              PROXY_UNIT], check=False).stdout or "").strip()
+def proxy_invocation(system: System) -> str:
+    """The running proxy's start ("" if systemd names none)."""
+    return (system.run(["systemctl", "show", "--property=InvocationID", "--value",
+                        PROXY_UNIT], check=False).stdout or "").strip()
+
+
+def proxy_log(system: System, invocation: str | None = None) -> str:
+    """The journal of the proxy's start ``invocation`` (the running one unless given):
+    an error the stopped one logged is not this one's."""
+    if invocation is None:
+        invocation = proxy_invocation(system)
     where = [f"_SYSTEMD_INVOCATION_ID={invocation}"] if invocation else ["-u", PROXY_UNIT]
     return system.run(["journalctl", "--no-pager", "-o", "cat", *where],
                       check=False).stdout or ""
@@ -165,8 +171,9 @@ def acme_outcome(system: System, settings: Settings, wait: float) -> list[str]:
     with the CA's certificate or Traefik has logged why not, and say which, name by
     name. The hub answers either way, so this never fails the reload."""
     deadline = time.monotonic() + wait
+    invocation = proxy_invocation(system)  # the start just made: asked once
     while True:
-        now = states(settings, proxy_log(system))
+        now = states(settings, proxy_log(system, invocation))
         if all(s.issued or s.reason for s in now) or time.monotonic() > deadline:
             break
         time.sleep(0.5)

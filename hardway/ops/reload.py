@@ -141,7 +141,7 @@ def reload(paths: Paths, system: System, force: set[str] | None = None,
         record = txn.begin(paths.pending_change, "config reload", plan.touched(), pending)
         restart: set[str] = set()
         try:
-            if any(f.component == "proxy" for f, _ in changed) and system.unit_state(
+            if PROXY_UNIT in restart_plan(changed)[1] and system.unit_state(
                     PROXY_UNIT).get("ActiveState") == "active":
                 # Traefik restarts for this: stop it before its files change, so the
                 # stopping process never reads the new dynamic file (it would start ACME
